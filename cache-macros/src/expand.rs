@@ -1,0 +1,191 @@
+//! Code generation: the function's signature stays as written; its body
+//! becomes a key, then one runtime call with the original body as an
+//! `async move` block. Internal bindings use `Span::mixed_site()`, so they
+//! can neither see nor shadow the user's names.
+
+use crate::args::{CachedArgs, InvalidatesArgs};
+use crate::errors::Errors;
+use crate::signature::{FnInfo, Param};
+use crate::suggest::did_you_mean;
+use crate::template::{self, Segment};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, GenericParam, Ident, ItemFn, LitStr, Path};
+
+fn internal(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+fn runtime(krate: Option<&Path>) -> TokenStream {
+    krate.map_or_else(|| quote!(::cache_runtime), |p| quote!(#p))
+}
+
+fn cache_ref(rt: &TokenStream, cache: Option<&Expr>) -> TokenStream {
+    match cache {
+        // Deref coercion takes `self.cache`, `&Cache`, `Arc<Cache>`, a
+        // `LazyLock<Cache>` static...; a wrong type errs on the expression.
+        Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
+        None => quote!(#rt::__private::default_cache()),
+    }
+}
+
+/// The names a placeholder may start with.
+fn names(info: &FnInfo) -> Vec<String> {
+    let mut names: Vec<String> = info.params.iter().filter_map(|p| p.name.as_ref()).map(Ident::to_string).collect();
+    if info.has_receiver {
+        names.insert(0, "self".into());
+    }
+    names
+}
+
+/// `KeyBuilder::new(prefix).lit(..).part(&..)...finish()` for a template.
+fn template_key(rt: &TokenStream, cache: &Ident, lit: &LitStr, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+    let parsed = match template::parse(&lit.value()) {
+        Ok(t) => t,
+        Err(problems) => {
+            for p in problems {
+                errors.push(lit.span(), format!("invalid key template: {}", p.message));
+            }
+            return quote!(::std::string::String::new());
+        }
+    };
+    let known = names(info);
+    let span = lit.span();
+    let mut calls = Vec::new();
+    for segment in parsed.segments {
+        match segment {
+            Segment::Lit(text) => calls.push(quote!(.lit(#text))),
+            Segment::Hole(hole) => {
+                let root = &hole.path[0];
+                if !known.contains(root) {
+                    let message = if root == "self" {
+                        format!("`{}` uses `self`, but the function has no `self` parameter", hole.text)
+                    } else if known.is_empty() {
+                        format!("unknown parameter `{root}` in `{}`: the function has no parameters", hole.text)
+                    } else {
+                        format!(
+                            "unknown parameter `{root}` in `{}`{}; the parameters are: {}",
+                            hole.text,
+                            did_you_mean(root, known.iter().map(String::as_str)),
+                            known.join(", ")
+                        )
+                    };
+                    errors.push(span, message);
+                    continue;
+                }
+                let root = Ident::new(root, span);
+                let fields = hole.path[1..].iter().map(|f| match f.parse::<u32>() {
+                    Ok(i) => {
+                        let index = syn::Index { index: i, span };
+                        quote_spanned!(span=> .#index)
+                    }
+                    Err(_) => {
+                        let field = Ident::new(f, span);
+                        quote_spanned!(span=> .#field)
+                    }
+                });
+                calls.push(quote_spanned!(span=> .part(&#root #(#fields)*)));
+            }
+        }
+    }
+    quote!(#rt::__private::KeyBuilder::new(#cache.prefix()) #(#calls)* .finish())
+}
+
+/// The default key: the function's path, its generic types, and every
+/// argument but `self`, separated by `:`.
+fn default_key(rt: &TokenStream, cache: &Ident, func: &ItemFn, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+    let probe = internal("__cache_rt_probe");
+    let mut calls = Vec::new();
+    for param in &func.sig.generics.params {
+        if let GenericParam::Type(t) = param {
+            let ident = &t.ident;
+            calls.push(quote!(.lit(":").part(::core::any::type_name::<#ident>())));
+        }
+    }
+    for Param { name, span } in &info.params {
+        match name {
+            Some(name) => calls.push(quote_spanned!(*span=> .lit(":").part(&#name))),
+            None => errors.push(
+                *span,
+                "this argument has no single name, so it cannot be part of the default key: bind it to a name, or give a `key`",
+            ),
+        }
+    }
+    quote! {{
+        fn #probe() {}
+        #rt::__private::KeyBuilder::new(#cache.prefix())
+            .function(::core::any::type_name_of_val(&#probe))
+            #(#calls)*
+            .finish()
+    }}
+}
+
+fn emit(func: &ItemFn, body: TokenStream) -> TokenStream {
+    let ItemFn { attrs, vis, sig, .. } = func;
+    quote!(#(#attrs)* #vis #sig { #body })
+}
+
+/// `#[cached]`.
+pub(crate) fn cached(args: &CachedArgs, func: &ItemFn, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+    let rt = runtime(args.krate.as_ref());
+    let cache = internal("__cache_rt_cache");
+    let key = internal("__cache_rt_key");
+    let cache_expr = cache_ref(&rt, args.cache.as_ref());
+    let key_expr = match &args.key {
+        Some(lit) => template_key(&rt, &cache, lit, info, errors),
+        None => default_key(&rt, &cache, func, info, errors),
+    };
+    let fn_name = func.sig.ident.to_string();
+    let mut spec = quote!(#rt::__private::Spec::new(::core::concat!(::core::module_path!(), "::", #fn_name)));
+    if let Some(ms) = args.ttl_ms {
+        spec.extend(quote!(.ttl_ms(#ms)));
+    }
+    if let Some(ms) = args.null_ttl_ms {
+        spec.extend(quote!(.null_ttl_ms(#ms)));
+    }
+    let shape = info.shape.marker();
+    // The bound check sits on the return type, so that a value that cannot
+    // be cached is reported there rather than inside generated code.
+    let (check, aside_path) = match &info.value_ty {
+        Some(ty) => (
+            quote_spanned!(ty.span()=> #rt::__private::assert_cacheable::<#ty>();),
+            quote_spanned!(ty.span()=> #rt::__private::aside),
+        ),
+        None => (quote!(), quote!(#rt::__private::aside)),
+    };
+    let block = &func.block;
+    emit(
+        func,
+        quote! {
+            #check
+            let #cache: &#rt::__private::Cache = #cache_expr;
+            let #key = #key_expr;
+            #aside_path::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
+        },
+    )
+}
+
+/// `#[invalidates]`.
+pub(crate) fn invalidates(args: &InvalidatesArgs, func: &ItemFn, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+    let rt = runtime(args.krate.as_ref());
+    let cache = internal("__cache_rt_cache");
+    let keys = internal("__cache_rt_keys");
+    let cache_expr = cache_ref(&rt, args.cache.as_ref());
+    let key_exprs: Vec<TokenStream> = args
+        .templates
+        .iter()
+        .map(|lit| template_key(&rt, &cache, lit, info, errors))
+        .collect();
+    let n = key_exprs.len();
+    let shape = info.shape.marker();
+    let block = &func.block;
+    emit(
+        func,
+        quote! {
+            let #cache: &#rt::__private::Cache = #cache_expr;
+            let #keys = [#(#key_exprs),*];
+            #rt::__private::invalidate_after::<#rt::__private::#shape, _, _, #n>(#cache, #keys, async move #block).await
+        },
+    )
+}

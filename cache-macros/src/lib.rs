@@ -1,0 +1,71 @@
+//! The attribute macros of `cache-runtime`: `#[cached]` and `#[invalidates]`.
+//!
+//! Use them through `cache_runtime`, which re-exports them; the README and
+//! `cache_runtime`'s docs describe every argument. This crate only parses
+//! and checks attributes and rewrites the function body into one call of
+//! the runtime; the caching itself lives in `cache-runtime`.
+
+mod args;
+mod duration;
+mod errors;
+mod expand;
+mod signature;
+mod suggest;
+mod template;
+
+use errors::Errors;
+use proc_macro::TokenStream;
+use quote::quote;
+
+/// Caches an `async fn`'s result under a key built from its arguments.
+///
+/// `#[cached(strategy = "aside", key = "user:<id>", ttl = 300, null_ttl = 30, cache = self.cache)]`;
+/// every argument is optional. See `cache_runtime`'s README for details.
+#[proc_macro_attribute]
+pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_attr(attr.into(), item.into(), "cached").into()
+}
+
+/// Deletes cache keys after an `async fn` succeeds.
+///
+/// `#[invalidates("user:<id>", "users:all", cache = self.cache)]`.
+#[proc_macro_attribute]
+pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_attr(attr.into(), item.into(), "invalidates").into()
+}
+
+fn expand_attr(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream, name: &str) -> proc_macro2::TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let error = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!("#[{name}] applies to an `async fn` with a body"),
+            )
+            .to_compile_error();
+            return quote!(#error #item);
+        }
+    };
+    let mut errors = Errors::default();
+    let items = args::items(attr).unwrap_or_else(|e| {
+        errors.add(e);
+        Vec::new()
+    });
+    let is_cached = name == "cached";
+    let info = signature::analyse(&func.sig, name, is_cached, &mut errors);
+    let expanded = if is_cached {
+        let args = args::CachedArgs::from_items(items, &mut errors);
+        expand::cached(&args, &func, &info, &mut errors)
+    } else {
+        let args = args::InvalidatesArgs::from_items(items, &mut errors, proc_macro2::Span::call_site());
+        expand::invalidates(&args, &func, &info, &mut errors)
+    };
+    if errors.is_empty() {
+        expanded
+    } else {
+        // The function as written, so the rest of the crate still compiles
+        // and one mistake gives one error.
+        let compile_errors = errors.to_compile_errors();
+        quote!(#compile_errors #func)
+    }
+}

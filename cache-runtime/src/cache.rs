@@ -1,0 +1,253 @@
+//! [`Cache`]: the handle users hold, its programmatic API, and the guarded
+//! backend calls every strategy goes through (breaker, counters, logs).
+
+use crate::backend::{Backend, BackendError, Store};
+use crate::breaker::Breaker;
+use crate::builder::{CacheBuilder, Config};
+use crate::envelope::{self, Decoded};
+use crate::flight::Flights;
+use crate::stats::{bump, CacheStats, Counters};
+use crate::Error;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A cache: a cheap, cloneable handle to one backend (in memory or Redis),
+/// its settings, counters and in-flight loads.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use cache_runtime::Cache;
+/// use std::time::Duration;
+///
+/// let cache = Cache::memory();
+/// cache.set("greeting", &"hello".to_string(), Duration::from_secs(60)).await.unwrap();
+/// assert_eq!(cache.get::<String>("greeting").await.as_deref(), Some("hello"));
+/// cache.invalidate(&["greeting"]).await.unwrap();
+/// assert_eq!(cache.get::<String>("greeting").await, None);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    store: Store,
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+    breaker: Breaker,
+    pub(crate) flights: Flights,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<T> {
+    Hit(T, Bytes),
+    Null,
+    Miss,
+}
+
+impl Cache {
+    pub(crate) fn new(store: Store, config: Config, threshold: u32, cooldown: Duration) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                counters: Counters::default(),
+                breaker: Breaker::new(threshold, cooldown),
+                flights: Flights::default(),
+            }),
+        }
+    }
+
+    /// An embedded in-memory cache with default settings: no server needed.
+    pub fn memory() -> Cache {
+        CacheBuilder::default().memory()
+    }
+
+    /// A cache on Redis at `url` with default settings; see
+    /// [`CacheBuilder::redis`].
+    pub async fn redis(url: &str) -> Result<Cache, Error> {
+        CacheBuilder::default().redis(url).await
+    }
+
+    /// A builder for namespace, schema version, default TTLs, timeouts.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// The prefix of every key of this cache: `namespace:vN:`.
+    pub fn prefix(&self) -> &str {
+        &self.inner.config.prefix
+    }
+
+    /// The counters of this cache since it was built.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix().len() + key.len());
+        full.push_str(self.prefix());
+        full.push_str(key);
+        full
+    }
+
+    /// Reads `key` (without the prefix; see [`key_part`](crate::key_part)
+    /// for escaping values). A miss, a cached `None`, an undecodable entry
+    /// and a backend failure all read as `None`; the last two are logged
+    /// and counted.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        match self.lookup::<T>(&self.full_key(key)).await {
+            Lookup::Hit(v, _) => {
+                bump(&self.inner.counters.hits);
+                Some(v)
+            }
+            Lookup::Null => {
+                bump(&self.inner.counters.null_hits);
+                None
+            }
+            Lookup::Miss => {
+                bump(&self.inner.counters.misses);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl` (jitter applies).
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let bytes = envelope::encode_value(value)?;
+        self.guarded(self.inner.store.set(&self.full_key(key), bytes.into(), self.jittered(ttl)))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `keys` (without the prefix). Loads of these keys in flight
+    /// in this process will not store their result.
+    pub async fn invalidate<K: AsRef<str>>(&self, keys: &[K]) -> Result<(), Error> {
+        let full: Vec<String> = keys.iter().map(|k| self.full_key(k.as_ref())).collect();
+        Ok(self.delete(&full).await?)
+    }
+
+    /// The time `key` has left to live, or `None` when it is absent or the
+    /// backend cannot be reached.
+    pub async fn ttl(&self, key: &str) -> Option<Duration> {
+        self.guarded(self.inner.store.ttl(&self.full_key(key))).await.ok().flatten()
+    }
+
+    /// Reads through: returns the cached value of `key`, or runs `load`,
+    /// caches its `Ok(Some(_))` for `ttl` and its `Ok(None)` for the null
+    /// TTL, and returns its result. Concurrent misses of `key` in this
+    /// process share one load. This is what `#[cached(strategy = "aside")]`
+    /// calls.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use cache_runtime::Cache;
+    /// use std::time::Duration;
+    ///
+    /// let cache = Cache::memory();
+    /// let load = || async { Ok::<_, std::io::Error>(Some(42u32)) };
+    /// let ttl = Duration::from_secs(60);
+    /// assert_eq!(cache.aside("answer", ttl, load()).await.unwrap(), Some(42));
+    /// assert_eq!(cache.aside("answer", ttl, load()).await.unwrap(), Some(42));
+    /// assert_eq!(cache.stats().loads, 1);
+    /// # }
+    /// ```
+    pub async fn aside<T, E, F>(&self, key: &str, ttl: Duration, load: F) -> Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<Option<T>, E>>,
+    {
+        let spec = crate::Spec::new("Cache::aside").ttl(ttl);
+        crate::aside::aside::<crate::shape::ResOpt, _, _>(self, self.full_key(key), spec, load).await
+    }
+
+    /// `ttl` shortened by a random fraction up to the configured jitter.
+    pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        let jitter = self.inner.config.jitter;
+        if jitter == 0.0 {
+            return ttl;
+        }
+        ttl.mul_f64(1.0 - jitter * fastrand::f64()).max(Duration::from_millis(1))
+    }
+
+    /// Runs one backend call behind the circuit breaker, counting failures.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let inner = &*self.inner;
+        if !inner.breaker.allow() {
+            bump(&inner.counters.skipped);
+            return Err(BackendError::CircuitOpen);
+        }
+        match call.await {
+            Ok(v) => {
+                inner.breaker.success();
+                Ok(v)
+            }
+            Err(e) => {
+                inner.breaker.failure();
+                bump(&inner.counters.errors);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads and decodes a full key. Never fails: a backend error or an
+    /// undecodable entry (which is deleted) is a miss.
+    pub(crate) async fn lookup<T: DeserializeOwned>(&self, key: &str) -> Lookup<T> {
+        let bytes = match self.guarded(self.inner.store.get(key)).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Lookup::Miss,
+            Err(e) => {
+                if !matches!(e, BackendError::CircuitOpen) {
+                    tracing::warn!(key, error = %e, "cache read failed; the source answers");
+                }
+                return Lookup::Miss;
+            }
+        };
+        match envelope::decode::<T>(&bytes) {
+            Ok(Decoded::Value(v)) => Lookup::Hit(v, bytes),
+            Ok(Decoded::Null) => Lookup::Null,
+            Err(e) => {
+                bump(&self.inner.counters.decode_errors);
+                tracing::warn!(key, error = %e, "cache entry does not decode; deleting it");
+                let _ = self.guarded(self.inner.store.delete(&[key.to_owned()])).await;
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Stores encoded bytes under a full key; a failure is logged and counted.
+    pub(crate) async fn store(&self, key: &str, bytes: Bytes, ttl: Duration) {
+        if let Err(e) = self.guarded(self.inner.store.set(key, bytes, self.jittered(ttl))).await {
+            if !matches!(e, BackendError::CircuitOpen) {
+                tracing::warn!(key, error = %e, "cache write failed; the value is not cached");
+            }
+        }
+    }
+
+    /// Deletes full keys and marks their in-flight loads.
+    pub(crate) async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
+        self.inner.flights.invalidate(keys);
+        self.guarded(self.inner.store.delete(keys)).await?;
+        self.inner
+            .counters
+            .invalidations
+            .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}

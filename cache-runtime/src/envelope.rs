@@ -1,0 +1,201 @@
+//! The bytes stored per entry: a small versioned header, then the payload
+//! encoded with bincode 2 (serde).
+//!
+//! ```text
+//! byte 0      format (1)
+//! byte 1      kind: 0 = value, 1 = null marker (a cached `None`)
+//! bytes 2..10 written at, Unix milliseconds, little endian
+//! bytes 10..  payload (value only): bincode 2, standard config
+//! ```
+//!
+//! Ten bytes of overhead per entry. An entry whose format byte is not ours,
+//! whose kind is unknown or whose payload does not decode into the expected
+//! type is reported as [`DecodeError`]; the caller treats it as a miss and
+//! deletes it. Decoding is bounded by [`DECODE_LIMIT`], so a hostile length
+//! prefix cannot make it allocate without bound.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The envelope format this build writes and reads.
+pub const FORMAT: u8 = 1;
+const KIND_VALUE: u8 = 0;
+const KIND_NULL: u8 = 1;
+const HEADER: usize = 10;
+
+/// The most bytes a payload may claim while decoding (64 MiB).
+pub const DECODE_LIMIT: usize = 64 << 20;
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// What an entry holds once decoded.
+#[derive(Debug, PartialEq)]
+pub enum Decoded<T> {
+    /// A cached value.
+    Value(T),
+    /// A cached `None`.
+    Null,
+}
+
+/// Why stored bytes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the header.
+    #[error("entry is {0} bytes, shorter than the {HEADER}-byte header")]
+    Truncated(usize),
+    /// Written by another format version.
+    #[error("entry has format {0}, this build reads format {FORMAT}")]
+    Format(u8),
+    /// Neither a value nor a null marker.
+    #[error("entry has unknown kind {0}")]
+    Kind(u8),
+    /// The payload does not decode into the requested type.
+    #[error("payload does not decode: {0}")]
+    Payload(#[from] bincode::error::DecodeError),
+    /// The payload decoded but left bytes unread: another type wrote it.
+    #[error("payload has {0} trailing bytes")]
+    Trailing(usize),
+}
+
+/// Why a value could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("value does not encode: {0}")]
+pub struct EncodeError(#[from] bincode::error::EncodeError);
+
+fn header(kind: u8) -> [u8; HEADER] {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut h = [0u8; HEADER];
+    h[0] = FORMAT;
+    h[1] = kind;
+    h[2..10].copy_from_slice(&now.to_le_bytes());
+    h
+}
+
+/// Encodes a value into a new envelope.
+pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(HEADER + 64);
+    out.extend_from_slice(&header(KIND_VALUE));
+    bincode::serde::encode_into_std_write(value, &mut out, config())?;
+    Ok(out)
+}
+
+/// Encodes the null marker (a cached `None`).
+pub fn encode_null() -> Vec<u8> {
+    header(KIND_NULL).to_vec()
+}
+
+/// Decodes an envelope.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
+    if bytes.len() < HEADER {
+        return Err(DecodeError::Truncated(bytes.len()));
+    }
+    if bytes[0] != FORMAT {
+        return Err(DecodeError::Format(bytes[0]));
+    }
+    match bytes[1] {
+        KIND_NULL => Ok(Decoded::Null),
+        KIND_VALUE => {
+            let payload = &bytes[HEADER..];
+            let (value, read) = bincode::serde::decode_from_slice(payload, config())?;
+            if read != payload.len() {
+                return Err(DecodeError::Trailing(payload.len() - read));
+            }
+            Ok(Decoded::Value(value))
+        }
+        other => Err(DecodeError::Kind(other)),
+    }
+}
+
+/// The Unix time in milliseconds at which an envelope was written (read by
+/// the refresh strategies to come; tested here).
+#[cfg(test)]
+pub fn written_at_ms(bytes: &[u8]) -> Option<u64> {
+    let raw: [u8; 8] = bytes.get(2..HEADER)?.try_into().ok()?;
+    Some(u64::from_le_bytes(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct User {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+    }
+
+    fn user() -> User {
+        User {
+            id: 42,
+            name: "Ada".into(),
+            tags: vec!["admin".into()],
+        }
+    }
+
+    #[test]
+    fn value_round_trips() {
+        let bytes = encode_value(&user()).unwrap();
+        assert_eq!(decode::<User>(&bytes).unwrap(), Decoded::Value(user()));
+        let written = written_at_ms(&bytes).unwrap();
+        assert!(written > 1_600_000_000_000, "timestamp is Unix milliseconds");
+    }
+
+    #[test]
+    fn null_marker_round_trips_into_any_type() {
+        let bytes = encode_null();
+        assert_eq!(bytes.len(), HEADER);
+        assert_eq!(decode::<User>(&bytes).unwrap(), Decoded::Null);
+    }
+
+    #[test]
+    fn overhead_is_the_header() {
+        let raw = bincode::serde::encode_to_vec(user(), config()).unwrap();
+        assert_eq!(encode_value(&user()).unwrap().len() - raw.len(), HEADER);
+    }
+
+    #[test]
+    fn corrupt_entries_are_errors_not_panics() {
+        let good = encode_value(&user()).unwrap();
+        assert!(matches!(decode::<User>(&[]), Err(DecodeError::Truncated(0))));
+        let mut other_format = good.clone();
+        other_format[0] = 9;
+        assert!(matches!(decode::<User>(&other_format), Err(DecodeError::Format(9))));
+        let mut other_kind = good.clone();
+        other_kind[1] = 7;
+        assert!(matches!(decode::<User>(&other_kind), Err(DecodeError::Kind(7))));
+        assert!(matches!(
+            decode::<User>(&good[..good.len() - 3]),
+            Err(DecodeError::Payload(_))
+        ));
+        assert!(matches!(decode::<u8>(&good), Err(DecodeError::Trailing(_))));
+        // Every truncation and every single-byte flip decodes or errs: never panics.
+        for cut in 0..good.len() {
+            let _ = decode::<User>(&good[..cut]);
+        }
+        for i in 0..good.len() {
+            let mut flipped = good.clone();
+            flipped[i] ^= 0xff;
+            let _ = decode::<User>(&flipped);
+        }
+    }
+
+    #[test]
+    fn hostile_length_prefix_is_refused_without_allocating_it() {
+        // A Vec<u8> claiming u64::MAX elements.
+        let mut bytes = header(KIND_VALUE).to_vec();
+        bytes.push(253); // varint tag for a u64
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(decode::<Vec<u8>>(&bytes), Err(DecodeError::Payload(_))));
+    }
+}

@@ -1,0 +1,79 @@
+//! Declarative caching for async Rust.
+//!
+//! Annotate an `async fn` with [`#[cached]`](macro@cached) and it reads
+//! through a [`Cache`]; annotate a write with
+//! [`#[invalidates]`](macro@invalidates) and it deletes the keys it touched.
+//! Key templates are checked at compile time.
+//!
+//! ```
+//! use cache_runtime::{cached, invalidates, Cache};
+//!
+//! #[cached(key = "square:<n>", ttl = 300)]
+//! async fn square(n: u64) -> u64 {
+//!     n * n // the expensive read
+//! }
+//!
+//! #[invalidates("square:<n>")]
+//! async fn forget(n: u64) {}
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! cache_runtime::set_default(Cache::memory());
+//! assert_eq!(square(12).await, 144); // miss: runs the body
+//! assert_eq!(square(12).await, 144); // hit
+//! forget(12).await;
+//! let stats = cache_runtime::default_cache().unwrap().stats();
+//! assert_eq!((stats.hits, stats.loads, stats.invalidations), (1, 1, 1));
+//! # }
+//! ```
+//!
+//! See the README for the attribute reference and the strategy guide.
+
+mod aside;
+mod backend;
+mod breaker;
+mod builder;
+mod cache;
+mod default;
+mod envelope;
+mod error;
+mod flight;
+mod invalidate;
+mod key;
+mod shape;
+mod spec;
+mod stats;
+
+pub use builder::CacheBuilder;
+pub use cache::Cache;
+pub use cache_macros::{cached, invalidates};
+pub use default::{default_cache, set_default, try_set_default};
+pub use error::{BackendError, DecodeError, EncodeError, Error};
+pub use key::{key_part, KeyPart, KeyWriter};
+pub use spec::Spec;
+pub use stats::CacheStats;
+
+/// What generated code calls. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aside::aside;
+    pub use crate::default::required as default_cache;
+    pub use crate::invalidate::invalidate_after;
+    pub use crate::key::KeyBuilder;
+    pub use crate::shape::{Opt, Plain, Res, ResOpt};
+    pub use crate::Cache;
+    pub use crate::Spec;
+
+    /// Checks at the return type that the cached value can be stored.
+    #[inline(always)]
+    pub fn assert_cacheable<T: Cacheable>() {}
+
+    /// A value the cache can store: `Serialize + DeserializeOwned`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be cached: it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+        label = "the cached value has type `{Self}`",
+        note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+    )]
+    pub trait Cacheable {}
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> Cacheable for T {}
+}

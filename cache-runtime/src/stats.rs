@@ -1,0 +1,71 @@
+//! Counters per cache, and the snapshot a user reads with
+//! [`Cache::stats`](crate::Cache::stats).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of one cache's counters since it was built. Clones of a
+/// [`Cache`](crate::Cache) share one set of counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered with a cached value.
+    pub hits: u64,
+    /// Lookups answered with a cached `None` (negative caching).
+    pub null_hits: u64,
+    /// Lookups that found nothing usable: absent, expired, undecodable, or
+    /// the backend failed.
+    pub misses: u64,
+    /// Times a function body ran as a loader after a miss.
+    pub loads: u64,
+    /// Loads whose body failed (`Err`); their result was not cached.
+    pub load_failures: u64,
+    /// Callers answered by another caller's load of the same key
+    /// (in-process single-flight) instead of running the body.
+    pub coalesced: u64,
+    /// Backend calls that failed or timed out.
+    pub errors: u64,
+    /// Backend calls skipped while the circuit breaker was open.
+    pub skipped: u64,
+    /// Entries that did not decode (corrupt, or another schema); each was
+    /// treated as a miss and deleted.
+    pub decode_errors: u64,
+    /// Keys deleted by invalidation.
+    pub invalidations: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) null_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_failures: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+}
+
+/// Adds one to a counter.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Relaxed),
+            null_hits: self.null_hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            loads: self.loads.load(Relaxed),
+            load_failures: self.load_failures.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+        }
+    }
+}

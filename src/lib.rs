@@ -1,0 +1,1 @@
+//! Examples and integration tests of the workspace live in `examples/` and `tests/`.
