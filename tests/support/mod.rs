@@ -1,0 +1,225 @@
+//! Test support: a `redis-server` of the test's own on a free loopback
+//! port, stopped when dropped, and a fake database that counts its loads.
+#![allow(dead_code)] // each test binary uses a part of it
+
+use cache_runtime::Cache;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A `redis-server` child process on `127.0.0.1:<free port>`.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+impl RedisServer {
+    /// Starts a server and waits until it answers `PING`.
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let mut server = RedisServer { child: None, port: free_port() };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start; is it installed? (the README's test command installs it)");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run redis-server; is it installed? (the README's test command installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.connection().is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok()) {
+                return true;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().ok().flatten().is_some() {
+                    // Exited: most likely the port was taken meanwhile.
+                    self.child = None;
+                    return false;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A plain connection for reading what the cache wrote.
+    pub fn connection(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url()).ok()?.get_connection_with_timeout(Duration::from_secs(1)).ok()
+    }
+
+    /// Runs one command on a plain connection.
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+        let mut c = self.connection().expect("test redis-server is not answering");
+        cmd.query(&mut c).expect("redis command failed")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "redis-server did not restart on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill").args([signal, &child.id().to_string()]).status();
+            assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.thaw();
+        self.kill();
+    }
+}
+
+/// A cached row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct DbError;
+
+/// A fake database: rows in a map, a count of reads, a switch that makes
+/// every call fail, and the most reads seen in flight at once.
+#[derive(Default)]
+pub struct Db {
+    rows: Mutex<HashMap<u64, String>>,
+    pub loads: AtomicUsize,
+    pub failing: AtomicBool,
+    in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl Db {
+    pub fn with_rows(rows: &[(u64, &str)]) -> Self {
+        let db = Db::default();
+        for (id, name) in rows {
+            db.put(*id, name);
+        }
+        db
+    }
+
+    pub fn put(&self, id: u64, name: &str) {
+        self.rows.lock().unwrap().insert(id, name.to_owned());
+    }
+
+    pub fn loads(&self) -> usize {
+        self.loads.load(SeqCst)
+    }
+
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, SeqCst);
+    }
+
+    /// Reads a row; yields to the scheduler so that concurrent callers
+    /// really overlap.
+    pub async fn read(&self, id: u64) -> Result<Option<User>, DbError> {
+        self.loads.fetch_add(1, SeqCst);
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, SeqCst);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        self.in_flight.fetch_sub(1, SeqCst);
+        if self.failing.load(SeqCst) {
+            return Err(DbError);
+        }
+        Ok(self.rows.lock().unwrap().get(&id).map(|name| User { id, name: name.clone() }))
+    }
+
+    pub fn write(&self, id: u64, name: &str) -> Result<(), DbError> {
+        if self.failing.load(SeqCst) {
+            return Err(DbError);
+        }
+        self.put(id, name);
+        Ok(())
+    }
+}
+
+/// An in-memory cache with jitter off, so TTLs are exact.
+pub fn memory() -> Cache {
+    Cache::builder().ttl_jitter(0.0).memory()
+}
+
+/// A Redis cache on `server` with jitter off.
+pub async fn redis(server: &RedisServer) -> Cache {
+    Cache::builder().ttl_jitter(0.0).redis(&server.url()).await.expect("connect to the test redis-server")
+}
+
+/// Runs a scenario `async fn name(cache: Cache, server: Option<&RedisServer>)`
+/// once on the in-memory backend and once on a fresh `redis-server`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$scenario($crate::support::memory(), None).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let server = $crate::support::RedisServer::start();
+                let cache = $crate::support::redis(&server).await;
+                super::$scenario(cache, Some(&server)).await;
+            }
+        }
+    )*};
+}
