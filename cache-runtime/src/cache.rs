@@ -251,3 +251,20 @@ impl Cache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_only_shortens_and_spreads() {
+        let cache = Cache::builder().ttl_jitter(0.1).memory();
+        let ttl = Duration::from_secs(100);
+        let samples: Vec<Duration> = (0..1_000).map(|_| cache.jittered(ttl)).collect();
+        assert!(samples.iter().all(|&t| t <= ttl && t >= Duration::from_secs(90)));
+        let (min, max) = (samples.iter().min().unwrap(), samples.iter().max().unwrap());
+        assert!(*max - *min > Duration::from_secs(8), "spread {min:?}..{max:?}");
+        let exact = Cache::builder().ttl_jitter(0.0).memory();
+        assert_eq!(exact.jittered(ttl), ttl);
+    }
+}
