@@ -163,3 +163,35 @@ async fn url_carries_password_and_database() {
     let exists: bool = redis::cmd("EXISTS").arg("cache:v1:k").query(&mut conn).unwrap();
     assert!(exists, "written to database 3");
 }
+
+/// A write whose invalidation fails (here: the cache's Redis user may not
+/// `DEL` for a while) must not leave this process reading the old entry once
+/// Redis accepts deletes again: the failed delete is delivered first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_invalidation_is_delivered_before_the_next_read() {
+    let server = RedisServer::start();
+    let acl = |rules: &[&str]| {
+        let _: () = server.query(redis::cmd("ACL").arg("SETUSER").arg("app").arg(rules));
+    };
+    acl(&["on", ">pw", "~*", "&*", "+@all"]);
+    let cache = Cache::builder()
+        .circuit_breaker(1_000, Duration::from_secs(600))
+        .redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
+        .await
+        .expect("connect as app");
+    let repo = Repo {
+        cache,
+        db: Db::with_rows(&[(1, "Ada")]),
+        gate: AtomicU64::new(0),
+    };
+    assert_eq!(repo.get(1).await, ada("Ada"));
+
+    acl(&["-del"]);
+    assert_eq!(repo.rename(1, "Ada Lovelace").await, Ok(()), "the write itself succeeds");
+    assert_eq!(repo.cache.stats().invalidations, 0, "the delete was refused");
+    acl(&["+del"]);
+
+    assert_eq!(repo.get(1).await, ada("Ada Lovelace"), "the old entry is never served");
+    assert_eq!(repo.db.loads(), 2);
+    assert_eq!(repo.cache.stats().invalidations, 1, "counted once delivered");
+}

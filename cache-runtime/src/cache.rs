@@ -6,6 +6,7 @@ use crate::breaker::Breaker;
 use crate::builder::{CacheBuilder, Config};
 use crate::envelope::{self, Decoded};
 use crate::flight::Flights;
+use crate::pending::PendingDeletes;
 use crate::stats::{bump, CacheStats, Counters};
 use crate::Error;
 use bytes::Bytes;
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     breaker: Breaker,
     pub(crate) flights: Flights,
+    pending: PendingDeletes,
 }
 
 /// What a lookup found.
@@ -61,6 +63,7 @@ impl Cache {
                 counters: Counters::default(),
                 breaker: Breaker::new(threshold, cooldown),
                 flights: Flights::default(),
+                pending: PendingDeletes::default(),
             }),
         }
     }
@@ -184,6 +187,8 @@ impl Cache {
     }
 
     /// Runs one backend call behind the circuit breaker, counting failures.
+    /// Invalidations that failed earlier are delivered first; while they
+    /// cannot be, the call is not made.
     async fn guarded<T>(
         &self,
         call: impl Future<Output = Result<T, BackendError>>,
@@ -193,7 +198,15 @@ impl Cache {
             bump(&inner.counters.skipped);
             return Err(BackendError::CircuitOpen);
         }
-        match call.await {
+        let result = if inner.pending.any() {
+            match self.retry_pending().await {
+                Ok(()) => call.await,
+                Err(e) => Err(e),
+            }
+        } else {
+            call.await
+        };
+        match result {
             Ok(v) => {
                 inner.breaker.success();
                 Ok(v)
@@ -240,10 +253,38 @@ impl Cache {
         }
     }
 
-    /// Deletes full keys and marks their in-flight loads.
+    /// Delivers invalidations that failed earlier.
+    async fn retry_pending(&self) -> Result<(), BackendError> {
+        let store = &self.inner.store;
+        let delivered = self
+            .inner
+            .pending
+            .retry(|keys| async move {
+                let result = store.delete(&keys).await;
+                (keys, result)
+            })
+            .await?;
+        if delivered > 0 {
+            self.inner
+                .counters
+                .invalidations
+                .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(keys = delivered, "delivered invalidations that had failed");
+        }
+        Ok(())
+    }
+
+    /// Deletes full keys and marks their in-flight loads. When the backend
+    /// fails, the keys wait in the retry queue and the error is returned.
     pub(crate) async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         self.inner.flights.invalidate(keys);
-        self.guarded(self.inner.store.delete(keys)).await?;
+        if let Err(e) = self.guarded(self.inner.store.delete(keys)).await {
+            let dropped = self.inner.pending.add(keys).await;
+            if dropped > 0 {
+                tracing::error!(dropped, "invalidation retry queue full; entries stay until their TTL");
+            }
+            return Err(e);
+        }
         self.inner
             .counters
             .invalidations

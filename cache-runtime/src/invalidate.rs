@@ -5,8 +5,9 @@ use crate::Cache;
 use std::future::Future;
 
 /// Runs `write`; when its result counts as success for the shape `S`,
-/// deletes `keys` (full keys). A failed delete is logged and counted but
-/// does not fail the write, which has already happened.
+/// deletes `keys` (full keys). A failed delete is logged, counted and
+/// queued for retry (see `pending`), but does not fail the write, which has
+/// already happened.
 pub async fn invalidate_after<S, R, F, const N: usize>(cache: &Cache, keys: [String; N], write: F) -> R
 where
     S: Succeeded<R>,
@@ -15,7 +16,7 @@ where
     let result = write.await;
     if S::succeeded(&result) {
         if let Err(e) = cache.delete(&keys).await {
-            tracing::error!(keys = ?keys, error = %e, "invalidation failed; entries stay until their TTL");
+            tracing::error!(keys = ?keys, error = %e, "invalidation failed; retried before this cache reads again");
         }
     }
     result

@@ -306,7 +306,7 @@ mod tests {
     fn keys_are_injective_over_random_inputs() {
         let alphabet = ['a', ':', '\\', '{', '}', '0', '1', 'x'];
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut word = |rng: &mut fastrand::Rng| -> String {
+        let word = |rng: &mut fastrand::Rng| -> String {
             let len = rng.usize(0..5);
             (0..len).map(|_| alphabet[rng.usize(..alphabet.len())]).collect()
         };

@@ -40,6 +40,7 @@ mod error;
 mod flight;
 mod invalidate;
 mod key;
+mod pending;
 mod shape;
 mod spec;
 mod stats;
