@@ -148,15 +148,9 @@ async fn default_keys_differ_per_function(cache: Cache, _: Option<&RedisServer>)
 
 async fn concurrent_misses_share_one_load(cache: Cache, _: Option<&RedisServer>) {
     let repo = Repo::new(cache, &[(7, "Grace")]);
-    let callers: Vec<_> = (0..200)
-        .map(|_| {
-            let repo = Arc::clone(&repo);
-            tokio::spawn(async move { repo.get(7).await })
-        })
-        .collect();
-    for caller in callers {
-        assert_eq!(caller.await.unwrap(), Ok(Some(User { id: 7, name: "Grace".into() })));
-    }
+    let results = support::concurrently(200, &repo, |repo| async move { repo.get(7).await }).await;
+    let grace = Ok(Some(User { id: 7, name: "Grace".into() }));
+    assert!(results.iter().all(|r| *r == grace), "every caller gets the row");
     assert_eq!(repo.db.loads(), 1, "200 concurrent callers, one load");
     let stats = repo.cache.stats();
     assert_eq!(stats.loads, 1);
@@ -166,15 +160,8 @@ async fn concurrent_misses_share_one_load(cache: Cache, _: Option<&RedisServer>)
 async fn a_failing_source_sees_one_load_at_a_time(cache: Cache, _: Option<&RedisServer>) {
     let repo = Repo::new(cache, &[(7, "Grace")]);
     repo.db.fail(true);
-    let callers: Vec<_> = (0..50)
-        .map(|_| {
-            let repo = Arc::clone(&repo);
-            tokio::spawn(async move { repo.get(7).await })
-        })
-        .collect();
-    for caller in callers {
-        assert_eq!(caller.await.unwrap(), Err(DbError), "each caller gets an error");
-    }
+    let results = support::concurrently(50, &repo, |repo| async move { repo.get(7).await }).await;
+    assert!(results.iter().all(|r| *r == Err(DbError)), "each caller gets an error");
     assert_eq!(repo.db.loads(), 50, "every caller ran its own load");
     assert_eq!(
         repo.db.max_in_flight.load(std::sync::atomic::Ordering::SeqCst),

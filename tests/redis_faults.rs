@@ -119,15 +119,8 @@ async fn concurrent_reads_during_an_outage_still_share_one_load() {
     let repo = repo(&server, 3, Duration::from_secs(600)).await;
     server.kill();
     repo.gate.store(100, SeqCst);
-    let callers: Vec<_> = (0..100)
-        .map(|_| {
-            let repo = Arc::clone(&repo);
-            tokio::spawn(async move { repo.gated(1).await })
-        })
-        .collect();
-    for caller in callers {
-        assert_eq!(caller.await.unwrap(), ada("Ada"));
-    }
+    let results = support::concurrently(100, &repo, |repo| async move { repo.gated(1).await }).await;
+    assert!(results.iter().all(|r| *r == ada("Ada")), "every caller gets the row");
     assert_eq!(repo.db.loads(), 1, "single-flight does not depend on Redis");
 }
 

@@ -223,3 +223,20 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+
+/// Runs `n` copies of `call` as concurrent tokio tasks and returns their
+/// results in order.
+pub async fn concurrently<S, T, F, Fut>(n: usize, shared: &std::sync::Arc<S>, call: F) -> Vec<T>
+where
+    S: Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(std::sync::Arc<S>) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(call(std::sync::Arc::clone(shared)))).collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.expect("caller task panicked"));
+    }
+    results
+}
