@@ -4,18 +4,38 @@
 mod support;
 
 use cache_runtime::{cached, invalidates, Cache};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 use std::time::Duration;
 use support::{Db, DbError, RedisServer, User};
 
 struct Repo {
     cache: Cache,
     db: Db,
+    /// When set, the next `get_held` says when it has read its row, then
+    /// keeps it until released.
+    hold: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
 }
 
 impl Repo {
     fn new(cache: Cache, rows: &[(u64, &str)]) -> Arc<Self> {
-        Arc::new(Repo { cache, db: Db::with_rows(rows) })
+        Arc::new(Repo {
+            cache,
+            db: Db::with_rows(rows),
+            hold: Mutex::new(None),
+        })
+    }
+
+    /// `get` with the same key, whose load can be held after it read the row.
+    #[cached(key = "user:<id>", ttl = 60, null_ttl = 20, cache = self.cache)]
+    async fn get_held(&self, id: u64) -> Result<Option<User>, DbError> {
+        let row = self.db.read(id).await;
+        let hold = self.hold.lock().unwrap().take();
+        if let Some((read, release)) = hold {
+            let _ = read.send(());
+            let _ = release.await;
+        }
+        row
     }
 
     #[cached(key = "user:<id>", ttl = 60, null_ttl = 20, cache = self.cache)]
@@ -213,7 +233,32 @@ async fn programmatic_api(cache: Cache, _: Option<&RedisServer>) {
     assert_eq!((loaded, cached), (Ok(Some(42)), Ok(Some(42))));
 }
 
+/// Reader A loads the old row and is held; a write lands and invalidates;
+/// reader B, who starts after the write, must see the new row (not wait for
+/// A's load), and A's old row must not be stored when A finishes.
+async fn a_load_that_raced_a_write_is_not_stored(cache: Cache, _: Option<&RedisServer>) {
+    let repo = Repo::new(cache, &[(1, "Ada")]);
+    let (read_tx, read) = oneshot::channel();
+    let (release, held) = oneshot::channel();
+    *repo.hold.lock().unwrap() = Some((read_tx, held));
+    let a = tokio::spawn({
+        let repo = Arc::clone(&repo);
+        async move { repo.get_held(1).await }
+    });
+    read.await.expect("A read its row");
+    repo.rename(1, "Ada Lovelace").await.unwrap();
+    let fresh = Some(User { id: 1, name: "Ada Lovelace".into() });
+    let after = tokio::time::timeout(Duration::from_secs(10), repo.get(1)).await;
+    assert_eq!(after.ok(), Some(Ok(fresh.clone())), "a read after the write sees it, without waiting for A");
+    release.send(()).unwrap();
+    assert_eq!(a.await.unwrap(), Ok(ada()), "A answers with what it read");
+    assert_eq!(repo.cache.get::<User>("user:1").await, fresh, "A's old row was not stored");
+    assert_eq!(repo.get(1).await, Ok(fresh));
+    assert_eq!(repo.db.loads(), 2);
+}
+
 on_both_backends!(
+    a_load_that_raced_a_write_is_not_stored,
     hits_misses_and_loads,
     invalidation_after_a_successful_write,
     none_is_cached_for_null_ttl,

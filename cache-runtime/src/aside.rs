@@ -6,13 +6,15 @@
 
 use crate::cache::{Cache, Lookup};
 use crate::envelope::{self, Decoded};
-use crate::flight::{Role, Shared};
+use crate::flight::{Leader, Role, Shared};
 use crate::shape::{Outcome, ReturnShape};
 use crate::stats::bump;
 use crate::Spec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use bytes::Bytes;
 use std::future::Future;
+use std::time::Duration;
 
 /// Cache-aside around `load`, whose output has the shape `S`.
 pub async fn aside<S, R, F>(cache: &Cache, key: String, spec: Spec, load: F) -> R
@@ -61,12 +63,14 @@ where
                     // load our own, outside the flight.
                     _ => break None,
                 },
-                Shared::Null => {
-                    if let Some(r) = S::from_null() {
+                Shared::Null => match S::from_null() {
+                    Some(r) => {
                         bump(&counters.coalesced);
                         return r;
                     }
-                }
+                    // Another function's `None` under this key: as above.
+                    None => break None,
+                },
                 Shared::Retry => {}
             },
         }
@@ -94,19 +98,15 @@ where
     bump(&counters.loads);
     let result = load.await;
     let config = &cache.inner.config;
-    let stale = leader.as_ref().is_some_and(|l| l.invalidated());
+    let leader = leader.as_ref();
     match S::outcome(&result) {
         Outcome::Value(value) => match envelope::encode_value(value) {
             Ok(bytes) => {
                 let bytes = bytes::Bytes::from(bytes);
-                if let Some(leader) = &leader {
+                if let Some(leader) = leader {
                     leader.publish(Shared::Value(bytes.clone()));
                 }
-                if stale {
-                    tracing::debug!(key, "key invalidated during the load; not storing");
-                } else {
-                    cache.store(key, bytes, spec.value_ttl(config.default_ttl)).await;
-                }
+                store_fresh(cache, leader, key, bytes, spec.value_ttl(config.default_ttl)).await;
             }
             Err(e) => {
                 bump(&counters.errors);
@@ -114,12 +114,12 @@ where
             }
         },
         Outcome::Null => {
-            if let Some(leader) = &leader {
+            if let Some(leader) = leader {
                 leader.publish(Shared::Null);
             }
             let ttl = spec.null_ttl(config.default_ttl, config.default_null_ttl);
-            if !ttl.is_zero() && !stale {
-                cache.store(key, envelope::encode_null().into(), ttl).await;
+            if !ttl.is_zero() {
+                store_fresh(cache, leader, key, envelope::encode_null().into(), ttl).await;
             }
         }
         Outcome::Failed => {
@@ -128,4 +128,23 @@ where
         }
     }
     result
+}
+
+/// Stores what a load returned, unless the key was invalidated since the
+/// load began: the value may predate the write behind the invalidation.
+/// An invalidation that lands while the store is on its way may have
+/// deleted before our write arrived, so the flag is checked again after it
+/// and the key deleted if it was set. (An invalidation marks the flight
+/// before it deletes, so one of the two checks always sees it.)
+async fn store_fresh(cache: &Cache, leader: Option<&Leader<'_>>, key: &str, bytes: Bytes, ttl: Duration) {
+    let invalidated = || leader.is_some_and(Leader::invalidated);
+    if invalidated() {
+        tracing::debug!(key, "key invalidated during the load; not storing");
+        return;
+    }
+    cache.store(key, bytes, ttl).await;
+    if invalidated() {
+        tracing::debug!(key, "key invalidated while storing; deleting the stored value");
+        let _ = cache.delete(&[key.to_owned()]).await;
+    }
 }

@@ -6,7 +6,7 @@ use crate::breaker::Breaker;
 use crate::builder::{CacheBuilder, Config};
 use crate::envelope::{self, Decoded};
 use crate::flight::Flights;
-use crate::pending::PendingDeletes;
+use crate::pending::{PendingDeletes, Retry};
 use crate::stats::{bump, CacheStats, Counters};
 use crate::Error;
 use bytes::Bytes;
@@ -177,8 +177,10 @@ impl Cache {
         crate::aside::aside::<crate::shape::ResOpt, _, _>(self, self.full_key(key), spec, load).await
     }
 
-    /// `ttl` shortened by a random fraction up to the configured jitter.
+    /// `ttl`, capped at [`MAX_TTL`](crate::MAX_TTL), shortened by a random
+    /// fraction up to the configured jitter.
     pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        let ttl = ttl.min(crate::MAX_TTL);
         let jitter = self.inner.config.jitter;
         if jitter == 0.0 {
             return ttl;
@@ -198,14 +200,18 @@ impl Cache {
             bump(&inner.counters.skipped);
             return Err(BackendError::CircuitOpen);
         }
-        let result = if inner.pending.any() {
-            match self.retry_pending().await {
-                Ok(()) => call.await,
-                Err(e) => Err(e),
+        if inner.pending.any() {
+            if let Err(e) = self.retry_pending().await {
+                if e.is_skip() {
+                    bump(&inner.counters.skipped);
+                    return Err(e);
+                }
+                inner.breaker.failure();
+                bump(&inner.counters.errors);
+                return Err(e);
             }
-        } else {
-            call.await
-        };
+        }
+        let result = call.await;
         match result {
             Ok(v) => {
                 inner.breaker.success();
@@ -226,7 +232,7 @@ impl Cache {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Lookup::Miss,
             Err(e) => {
-                if !matches!(e, BackendError::CircuitOpen) {
+                if !e.is_skip() {
                     tracing::warn!(key, error = %e, "cache read failed; the source answers");
                 }
                 return Lookup::Miss;
@@ -247,31 +253,29 @@ impl Cache {
     /// Stores encoded bytes under a full key; a failure is logged and counted.
     pub(crate) async fn store(&self, key: &str, bytes: Bytes, ttl: Duration) {
         if let Err(e) = self.guarded(self.inner.store.set(key, bytes, self.jittered(ttl))).await {
-            if !matches!(e, BackendError::CircuitOpen) {
+            if !e.is_skip() {
                 tracing::warn!(key, error = %e, "cache write failed; the value is not cached");
             }
         }
     }
 
-    /// Delivers invalidations that failed earlier.
+    /// Delivers invalidations that failed earlier; while another caller is
+    /// at it, says to skip the backend.
     async fn retry_pending(&self) -> Result<(), BackendError> {
         let store = &self.inner.store;
-        let delivered = self
-            .inner
-            .pending
-            .retry(|keys| async move {
-                let result = store.delete(&keys).await;
-                (keys, result)
-            })
-            .await?;
-        if delivered > 0 {
-            self.inner
-                .counters
-                .invalidations
-                .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(keys = delivered, "delivered invalidations that had failed");
+        match self.inner.pending.retry(|keys| async move { store.delete(&keys).await }).await {
+            Retry::Delivered(0) => Ok(()),
+            Retry::Delivered(delivered) => {
+                self.inner
+                    .counters
+                    .invalidations
+                    .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(keys = delivered, "delivered invalidations that had failed");
+                Ok(())
+            }
+            Retry::Busy => Err(BackendError::Retrying),
+            Retry::Failed(e) => Err(e),
         }
-        Ok(())
     }
 
     /// Deletes full keys and marks their in-flight loads. When the backend
@@ -307,5 +311,14 @@ mod tests {
         assert!(*max - *min > Duration::from_secs(8), "spread {min:?}..{max:?}");
         let exact = Cache::builder().ttl_jitter(0.0).memory();
         assert_eq!(exact.jittered(ttl), ttl);
+        assert_eq!(cache.jittered(Duration::MAX).max(exact.jittered(Duration::MAX)), crate::MAX_TTL);
+    }
+
+    #[tokio::test]
+    async fn the_longest_ttl_is_capped_not_a_panic() {
+        let cache = Cache::memory();
+        cache.set("k", &1u8, Duration::MAX).await.unwrap();
+        assert_eq!(cache.get::<u8>("k").await, Some(1));
+        assert!(cache.ttl("k").await.is_some_and(|t| t <= crate::MAX_TTL));
     }
 }

@@ -73,14 +73,16 @@ impl Flights {
         })
     }
 
-    /// Marks the loads in flight for `keys` as invalidated.
+    /// Marks the loads in flight for `keys` as invalidated and detaches
+    /// them: a caller arriving after the invalidation starts a new load
+    /// instead of waiting for a value read before the write.
     pub(crate) fn invalidate(&self, keys: &[String]) {
-        let map = self.lock();
+        let mut map = self.lock();
         if map.is_empty() {
             return;
         }
         for key in keys {
-            if let Some(flight) = map.get(key.as_str()) {
+            if let Some(flight) = map.remove(key.as_str()) {
                 flight.invalidated.store(true, Ordering::SeqCst);
             }
         }
@@ -114,15 +116,19 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
+        // Leave the map first, so that waiters told to retry start a new
+        // flight rather than find this one again.
+        {
+            let mut map = self.flights.lock();
+            if map
+                .get(self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                map.remove(self.key);
+            }
+        }
         if self.flight.tx.borrow().is_none() {
             self.flight.tx.send_replace(Some(Shared::Retry));
-        }
-        let mut map = self.flights.lock();
-        if map
-            .get(self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-        {
-            map.remove(self.key);
         }
     }
 }
@@ -170,12 +176,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn invalidation_marks_only_its_keys() {
+    async fn invalidation_marks_and_detaches_only_its_keys() {
         let flights = Flights::default();
         let Role::Leader(a) = flights.join("a") else { panic!() };
         let Role::Leader(b) = flights.join("b") else { panic!() };
         flights.invalidate(&["a".to_owned(), "zzz".to_owned()]);
         assert!(a.invalidated());
         assert!(!b.invalidated());
+        let Role::Leader(a2) = flights.join("a") else {
+            panic!("a caller after the invalidation must not wait for the old load")
+        };
+        assert!(matches!(flights.join("b"), Role::Waiter(_)));
+        drop(a);
+        assert!(matches!(flights.join("a"), Role::Waiter(_)), "the old leader leaves the new flight alone");
+        drop(a2);
     }
 }

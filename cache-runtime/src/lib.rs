@@ -54,6 +54,9 @@ pub use key::{key_part, KeyPart, KeyWriter};
 pub use spec::Spec;
 pub use stats::CacheStats;
 
+/// The longest time an entry lives: longer TTLs are capped to it (ten years).
+pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// What generated code calls. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {

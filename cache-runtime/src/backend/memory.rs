@@ -159,7 +159,8 @@ impl Backend for MemoryBackend {
         let last_used = shard.tick();
         let entry = Entry {
             value,
-            expires_at: now + ttl,
+            // Callers cap TTLs at MAX_TTL; never panic on an overflow anyway.
+            expires_at: now.checked_add(ttl).unwrap_or(now + crate::MAX_TTL),
             last_used,
         };
         let (i, _) = shard.map.insert_full(key.to_owned(), entry);

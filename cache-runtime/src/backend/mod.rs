@@ -22,6 +22,17 @@ pub enum BackendError {
     /// The circuit breaker is open after repeated failures; the call was skipped.
     #[error("cache backend skipped: circuit breaker open after repeated failures")]
     CircuitOpen,
+    /// Invalidations that failed earlier are being delivered by another
+    /// call; this one skipped the backend rather than read ahead of them.
+    #[error("cache backend skipped: failed invalidations are being retried")]
+    Retrying,
+}
+
+impl BackendError {
+    /// Whether the call was skipped rather than tried.
+    pub fn is_skip(&self) -> bool {
+        matches!(self, BackendError::CircuitOpen | BackendError::Retrying)
+    }
 }
 
 /// The operations a backend provides.
