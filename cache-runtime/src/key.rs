@@ -222,14 +222,29 @@ impl KeyBuilder {
         self
     }
 
-    /// Appends the identity of a function for a default key. `probe_name` is
-    /// the type name of an item declared inside the function; its last path
-    /// segment (the probe itself) is dropped.
+    /// Appends the identity of a function for a default key. `probe_name`
+    /// is the type name of a closure declared in the function's body, which
+    /// rustc prints as the function's path with every generic argument
+    /// (of the function, of its `impl` block, of `impl Trait` arguments),
+    /// then `::{{closure}}` segments, which are dropped. Braces left in the
+    /// path (a function declared inside a closure) become parentheses so
+    /// that they cannot act as a Redis Cluster hash tag.
     pub fn function(mut self, probe_name: &str) -> Self {
+        let mut path = probe_name;
+        while let Some(outer) = path.strip_suffix("::{{closure}}") {
+            path = outer;
+        }
         // The path is fixed text like a template literal: it never holds a
         // lone `:`, so the `:` that follows it starts the arguments.
-        let path = probe_name.rsplit_once("::").map_or(probe_name, |(f, _)| f);
-        self.key.push_str(path);
+        if path.contains(['{', '}']) {
+            self.key.extend(path.chars().map(|c| match c {
+                '{' => '(',
+                '}' => ')',
+                c => c,
+            }));
+        } else {
+            self.key.push_str(path);
+        }
         self
     }
 
@@ -294,10 +309,36 @@ mod tests {
 
     #[test]
     fn function_identity_drops_the_probe() {
-        let key = KeyBuilder::new("p:")
-            .function("<app::Orders<u8> as app::Repo>::get::__cache_rt_probe")
-            .finish();
-        assert_eq!(key, "p:<app::Orders<u8> as app::Repo>::get");
+        let key = |probe: &str| KeyBuilder::new("p:").function(probe).finish();
+        assert_eq!(
+            key("<app::Orders<u8> as app::Repo>::get::{{closure}}::{{closure}}"),
+            "p:<app::Orders<u8> as app::Repo>::get"
+        );
+        assert_eq!(key("app::n<3, u16>::{{closure}}"), "p:app::n<3, u16>");
+        assert_eq!(key("app::main::{{closure}}::f::{{closure}}"), "p:app::main::((closure))::f");
+    }
+
+    /// What rustc names a closure inside an async fn: the probe the macro
+    /// emits. Checks the compiler still prints generic arguments there.
+    #[test]
+    fn closure_probes_name_the_instantiated_function() {
+        struct Repo<T>(T);
+        impl<T> Repo<T> {
+            fn probe(&self) -> &'static str {
+                std::any::type_name_of_val(&|| ())
+            }
+        }
+        fn generic<const N: usize>(_: impl Sized) -> &'static str {
+            std::any::type_name_of_val(&|| ())
+        }
+        let a = KeyBuilder::new("").function(Repo(1u8).probe()).finish();
+        let b = KeyBuilder::new("").function(Repo(1u16).probe()).finish();
+        assert_ne!(a, b);
+        assert!(a.ends_with("Repo<u8>::probe"), "{a}");
+        let c = KeyBuilder::new("").function(generic::<3>(1u8)).finish();
+        let d = KeyBuilder::new("").function(generic::<3>(1u16)).finish();
+        let e = KeyBuilder::new("").function(generic::<4>(1u8)).finish();
+        assert!(c != d && c != e && d != e, "{c} {d} {e}");
     }
 
     /// Over random tuples of strings drawn from an alphabet dense in special
