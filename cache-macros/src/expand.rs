@@ -11,7 +11,7 @@ use crate::template::{self, Segment};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, GenericParam, Ident, ItemFn, LitStr, Path};
+use syn::{Expr, Ident, ItemFn, LitStr, Path};
 
 fn internal(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
@@ -21,12 +21,38 @@ fn runtime(krate: Option<&Path>) -> TokenStream {
     krate.map_or_else(|| quote!(::cache_runtime), |p| quote!(#p))
 }
 
+/// `tokens` with every top-level token at `span` (a group's contents keep
+/// theirs). An expression's span is that of its first token on stable, so
+/// this is how a whole generated expression lands on the user's code.
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut t| {
+            t.set_span(span);
+            t
+        })
+        .collect()
+}
+
 fn cache_ref(rt: &TokenStream, cache: Option<&Expr>) -> TokenStream {
     match cache {
         // Deref coercion takes `self.cache`, `&Cache`, `Arc<Cache>`, a
         // `LazyLock<Cache>` static...; a wrong type errs on the expression.
         Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
         None => quote!(#rt::__private::default_cache()),
+    }
+}
+
+/// Binds `cache` to a clone of the `Cache` (one reference count), after
+/// checking the expression as a `&Cache`: the borrow of `self.cache` then
+/// ends before the body, which may need `&mut self`, moves into the
+/// `async move` block.
+fn bind_cache(rt: &TokenStream, cache: &Ident, expr: Option<&Expr>) -> TokenStream {
+    let cache_expr = cache_ref(rt, expr);
+    quote! {
+        let #cache: &#rt::__private::Cache = #cache_expr;
+        let #cache = #rt::__private::Cache::clone(#cache);
     }
 }
 
@@ -92,17 +118,12 @@ fn template_key(rt: &TokenStream, cache: &Ident, lit: &LitStr, info: &FnInfo, er
     quote!(#rt::__private::KeyBuilder::new(#cache.prefix()) #(#calls)* .finish())
 }
 
-/// The default key: the function's path, its generic types, and every
+/// The default key: the function's path with its generic arguments (its
+/// own, its `impl Trait` arguments' and its impl block's), then every
 /// argument but `self`, separated by `:`.
-fn default_key(rt: &TokenStream, cache: &Ident, func: &ItemFn, info: &FnInfo, errors: &mut Errors) -> TokenStream {
-    let probe = internal("__cache_rt_probe");
+fn default_key(rt: &TokenStream, cache: &Ident, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+    let name = internal("__cache_rt_name");
     let mut calls = Vec::new();
-    for param in &func.sig.generics.params {
-        if let GenericParam::Type(t) = param {
-            let ident = &t.ident;
-            calls.push(quote!(.lit(":").part(::core::any::type_name::<#ident>())));
-        }
-    }
     for Param { name, span } in &info.params {
         match name {
             Some(name) => calls.push(quote_spanned!(*span=> .lit(":").part(&#name))),
@@ -112,13 +133,20 @@ fn default_key(rt: &TokenStream, cache: &Ident, func: &ItemFn, info: &FnInfo, er
             ),
         }
     }
-    quote! {{
-        fn #probe() {}
+    // A closure's type name is its enclosing function's path with every
+    // generic argument filled in (`app::Repo<u8>::get::{{closure}}`), which
+    // a fn item declared here would show as `Repo<_>`, and which does not
+    // show `impl Trait` arguments at all. Here it ends with the async body,
+    // then the closure: strip one, and `function` drops the other.
+    quote! {
         #rt::__private::KeyBuilder::new(#cache.prefix())
-            .function(::core::any::type_name_of_val(&#probe))
+            .function({
+                let #name = ::core::any::type_name_of_val(&|| ());
+                #name.strip_suffix("::{{closure}}").unwrap_or(#name)
+            })
             #(#calls)*
             .finish()
-    }}
+    }
 }
 
 fn emit(func: &ItemFn, body: TokenStream) -> TokenStream {
@@ -131,10 +159,10 @@ pub(crate) fn cached(args: &CachedArgs, func: &ItemFn, info: &FnInfo, errors: &m
     let rt = runtime(args.krate.as_ref());
     let cache = internal("__cache_rt_cache");
     let key = internal("__cache_rt_key");
-    let cache_expr = cache_ref(&rt, args.cache.as_ref());
+    let bind_cache = bind_cache(&rt, &cache, args.cache.as_ref());
     let key_expr = match &args.key {
         Some(lit) => template_key(&rt, &cache, lit, info, errors),
-        None => default_key(&rt, &cache, func, info, errors),
+        None => default_key(&rt, &cache, info, errors),
     };
     let fn_name = func.sig.ident.to_string();
     let mut spec = quote!(#rt::__private::Spec::new(::core::concat!(::core::module_path!(), "::", #fn_name)));
@@ -145,23 +173,29 @@ pub(crate) fn cached(args: &CachedArgs, func: &ItemFn, info: &FnInfo, errors: &m
         spec.extend(quote!(.null_ttl_ms(#ms)));
     }
     let shape = info.shape.marker();
+    let block = &func.block;
+    let call = quote! {
+        #rt::__private::aside::<#rt::__private::#shape, _, _>(&#cache, #key, #spec, async move #block).await
+    };
     // The bound check sits on the return type, so that a value that cannot
-    // be cached is reported there rather than inside generated code.
-    let (check, aside_path) = match &info.value_ty {
+    // be cached is reported there rather than inside generated code. The
+    // runtime call (its own tokens, not the body's) carries the same span:
+    // rustc then folds the call's identical serde bounds into the errors
+    // already reported there instead of repeating them on the attribute.
+    let (check, call) = match &info.value_ty {
         Some(ty) => (
             quote_spanned!(ty.span()=> #rt::__private::assert_cacheable::<#ty>();),
-            quote_spanned!(ty.span()=> #rt::__private::aside),
+            respan(&call, ty.span()),
         ),
-        None => (quote!(), quote!(#rt::__private::aside)),
+        None => (quote!(), call),
     };
-    let block = &func.block;
     emit(
         func,
         quote! {
             #check
-            let #cache: &#rt::__private::Cache = #cache_expr;
+            #bind_cache
             let #key = #key_expr;
-            #aside_path::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
+            #call
         },
     )
 }
@@ -171,7 +205,7 @@ pub(crate) fn invalidates(args: &InvalidatesArgs, func: &ItemFn, info: &FnInfo, 
     let rt = runtime(args.krate.as_ref());
     let cache = internal("__cache_rt_cache");
     let keys = internal("__cache_rt_keys");
-    let cache_expr = cache_ref(&rt, args.cache.as_ref());
+    let bind_cache = bind_cache(&rt, &cache, args.cache.as_ref());
     let key_exprs: Vec<TokenStream> = args
         .templates
         .iter()
@@ -183,9 +217,9 @@ pub(crate) fn invalidates(args: &InvalidatesArgs, func: &ItemFn, info: &FnInfo, 
     emit(
         func,
         quote! {
-            let #cache: &#rt::__private::Cache = #cache_expr;
+            #bind_cache
             let #keys = [#(#key_exprs),*];
-            #rt::__private::invalidate_after::<#rt::__private::#shape, _, _, #n>(#cache, #keys, async move #block).await
+            #rt::__private::invalidate_after::<#rt::__private::#shape, _, _, #n>(&#cache, #keys, async move #block).await
         },
     )
 }

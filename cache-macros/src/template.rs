@@ -77,6 +77,8 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
     // The placeholder seen last, and whether a `:` followed it since.
     let mut previous: Option<String> = None;
     let mut separated = true;
+    // A `{` was reported and its `}` has not been seen yet.
+    let mut after_brace = false;
     let mut rest = template.char_indices().peekable();
     while let Some((at, c)) = rest.next() {
         match c {
@@ -118,9 +120,15 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
                 }
             }
             '>' => err(at, format!("stray `>` at byte {at}: placeholders are written `<name>`")),
-            '{' | '}' => err(at, format!(
-                "`{c}` at byte {at} is reserved: braces would change the key's Redis Cluster hash slot"
-            )),
+            // One error for a pair: `{id}` is one mistake (format syntax).
+            '}' if after_brace => after_brace = false,
+            '{' | '}' => {
+                after_brace = c == '{';
+                err(at, format!(
+                    "`{c}` at byte {at} is reserved: braces would change the key's Redis Cluster hash slot; \
+                     placeholders are written `<name>`"
+                ));
+            }
             '\\' => err(at, format!(
                 "`\\` at byte {at} is reserved: it escapes separators inside placeholder values"
             )),
@@ -196,6 +204,8 @@ mod tests {
     #[test]
     fn rejects_reserved_characters() {
         assert!(messages("{user}:<id>")[0].contains("reserved"));
+        assert_eq!(messages("user:{id}").len(), 1, "a pair of braces is one mistake");
+        assert_eq!(messages("a}b{c").len(), 2);
         assert!(messages(r"user\:<id>")[0].contains("reserved"));
     }
 
