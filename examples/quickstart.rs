@@ -42,11 +42,17 @@ impl Db {
         self.reads.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let rows = self.rows.lock().map_err(|_| DbError)?;
-        Ok(rows.get(&id).map(|name| User { id, name: name.clone() }))
+        Ok(rows.get(&id).map(|name| User {
+            id,
+            name: name.clone(),
+        }))
     }
 
     fn rename(&self, id: u64, name: &str) -> Result<(), DbError> {
-        self.rows.lock().map_err(|_| DbError)?.insert(id, name.to_owned());
+        self.rows
+            .lock()
+            .map_err(|_| DbError)?
+            .insert(id, name.to_owned());
         Ok(())
     }
 }
@@ -92,18 +98,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Cache::builder().namespace("quickstart").memory()
         }
     };
-    let users = Users { db: Db::default(), cache };
+    let users = Users {
+        db: Db::default(),
+        cache,
+    };
     users.db.rename(1, "Ada").map_err(|_| "seed failed")?;
     // Start clean when a Redis kept entries from an earlier run.
     users.cache.invalidate(&["user:1", "user:2"]).await?;
 
-    show("get(1): miss, reads the database", &users, &users.get(1).await);
+    show(
+        "get(1): miss, reads the database",
+        &users,
+        &users.get(1).await,
+    );
     show("get(1): hit, no database read", &users, &users.get(1).await);
-    users.rename(1, "Ada Lovelace").await.map_err(|_| "rename failed")?;
+    users
+        .rename(1, "Ada Lovelace")
+        .await
+        .map_err(|_| "rename failed")?;
     println!("rename(1, \"Ada Lovelace\"): invalidates user:1");
-    show("get(1): miss after invalidation", &users, &users.get(1).await);
-    show("get(2): no such user, None is cached", &users, &users.get(2).await);
-    show("get(2): null hit, no database read", &users, &users.get(2).await);
+    show(
+        "get(1): miss after invalidation",
+        &users,
+        &users.get(1).await,
+    );
+    show(
+        "get(2): no such user, None is cached",
+        &users,
+        &users.get(2).await,
+    );
+    show(
+        "get(2): null hit, no database read",
+        &users,
+        &users.get(2).await,
+    );
 
     users.cache.invalidate(&["user:1"]).await?;
     let before = users.db.reads.load(Ordering::SeqCst);

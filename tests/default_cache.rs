@@ -22,7 +22,10 @@ async fn the_default_cache_is_set_once_and_used_by_default() {
     let message = early.into_panic();
     let message = match message.downcast_ref::<&str>() {
         Some(s) => s.to_string(),
-        None => message.downcast_ref::<String>().cloned().expect("a text message"),
+        None => message
+            .downcast_ref::<String>()
+            .cloned()
+            .expect("a text message"),
     };
     assert!(message.contains("no default cache"), "{message}");
 

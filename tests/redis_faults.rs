@@ -56,7 +56,10 @@ async fn repo(server: &RedisServer, failures: u32, cooldown: Duration) -> Arc<Re
 }
 
 fn ada(name: &str) -> Result<Option<User>, DbError> {
-    Ok(Some(User { id: 1, name: name.into() }))
+    Ok(Some(User {
+        id: 1,
+        name: name.into(),
+    }))
 }
 
 /// Calls `get(1)` until it is answered from the cache, for at most 15 s.
@@ -64,7 +67,11 @@ async fn wait_for_a_hit(repo: &Repo) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let hits = repo.cache.stats().hits;
     while repo.cache.stats().hits == hits {
-        assert!(Instant::now() < deadline, "the cache never came back: {:?}", repo.cache.stats());
+        assert!(
+            Instant::now() < deadline,
+            "the cache never came back: {:?}",
+            repo.cache.stats()
+        );
         repo.get(1).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -80,7 +87,11 @@ async fn redis_killed_mid_test_reads_answer_from_the_body() {
 
     server.kill();
     for _ in 0..10 {
-        assert_eq!(repo.get(1).await, ada("Ada"), "the body answers while Redis is down");
+        assert_eq!(
+            repo.get(1).await,
+            ada("Ada"),
+            "the body answers while Redis is down"
+        );
     }
     assert_eq!(repo.db.loads(), 11, "every read went to the source");
     // A write still succeeds; its invalidation is what fails.
@@ -119,8 +130,12 @@ async fn concurrent_reads_during_an_outage_still_share_one_load() {
     let repo = repo(&server, 3, Duration::from_secs(600)).await;
     server.kill();
     repo.gate.store(100, SeqCst);
-    let results = support::concurrently(100, &repo, |repo| async move { repo.gated(1).await }).await;
-    assert!(results.iter().all(|r| *r == ada("Ada")), "every caller gets the row");
+    let results =
+        support::concurrently(100, &repo, |repo| async move { repo.gated(1).await }).await;
+    assert!(
+        results.iter().all(|r| *r == ada("Ada")),
+        "every caller gets the row"
+    );
     assert_eq!(repo.db.loads(), 1, "single-flight does not depend on Redis");
 }
 
@@ -142,7 +157,12 @@ async fn connecting_to_no_server_is_an_error_not_a_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_carries_password_and_database() {
     let server = RedisServer::start();
-    let _: () = server.query(redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret"));
+    let _: () = server.query(
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg("s3cret"),
+    );
     let wrong = Cache::redis(&format!("redis://:wrong@127.0.0.1:{}/", server.port())).await;
     assert!(wrong.is_err(), "a wrong password is refused at connect");
     let cache = Cache::redis(&format!("redis://:s3cret@127.0.0.1:{}/3", server.port()))
@@ -153,7 +173,10 @@ async fn url_carries_password_and_database() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let exists: bool = redis::cmd("EXISTS").arg("cache:v1:k").query(&mut conn).unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("cache:v1:k")
+        .query(&mut conn)
+        .unwrap();
     assert!(exists, "written to database 3");
 }
 
@@ -180,11 +203,27 @@ async fn a_failed_invalidation_is_delivered_before_the_next_read() {
     assert_eq!(repo.get(1).await, ada("Ada"));
 
     acl(&["-del"]);
-    assert_eq!(repo.rename(1, "Ada Lovelace").await, Ok(()), "the write itself succeeds");
-    assert_eq!(repo.cache.stats().invalidations, 0, "the delete was refused");
+    assert_eq!(
+        repo.rename(1, "Ada Lovelace").await,
+        Ok(()),
+        "the write itself succeeds"
+    );
+    assert_eq!(
+        repo.cache.stats().invalidations,
+        0,
+        "the delete was refused"
+    );
     acl(&["+del"]);
 
-    assert_eq!(repo.get(1).await, ada("Ada Lovelace"), "the old entry is never served");
+    assert_eq!(
+        repo.get(1).await,
+        ada("Ada Lovelace"),
+        "the old entry is never served"
+    );
     assert_eq!(repo.db.loads(), 2);
-    assert_eq!(repo.cache.stats().invalidations, 1, "counted once delivered");
+    assert_eq!(
+        repo.cache.stats().invalidations,
+        1,
+        "counted once delivered"
+    );
 }

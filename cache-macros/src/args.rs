@@ -34,7 +34,9 @@ impl Parse for Item {
 /// Parses a comma-separated argument list.
 pub(crate) fn items(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Item>> {
     let parser = Punctuated::<Item, Token![,]>::parse_terminated;
-    Ok(syn::parse::Parser::parse2(parser, tokens)?.into_iter().collect())
+    Ok(syn::parse::Parser::parse2(parser, tokens)?
+        .into_iter()
+        .collect())
 }
 
 /// The strategies; only `aside` exists so far.
@@ -98,7 +100,9 @@ impl Seen {
 
 fn string(errors: &mut Errors, name: &str, value: &Expr) -> Option<LitStr> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
         other => {
             errors.push(other.span(), format!("`{name}` takes a string literal"));
             None
@@ -121,13 +125,20 @@ fn duration_ms(errors: &mut Errors, name: &str, value: &Expr) -> Option<u64> {
             duration::UNITS
         )),
     };
-    parsed.map_err(|message| errors.push(value.span(), message)).ok()
+    parsed
+        .map_err(|message| errors.push(value.span(), message))
+        .ok()
 }
 
 fn krate(errors: &mut Errors, value: &Expr) -> Option<Path> {
     let lit = string(errors, "crate", value)?;
     lit.parse::<Path>()
-        .map_err(|_| errors.push(lit.span(), "`crate` takes a path, like `crate = \"my_cache\"`"))
+        .map_err(|_| {
+            errors.push(
+                lit.span(),
+                "`crate` takes a path, like `crate = \"my_cache\"`",
+            )
+        })
         .ok()
 }
 

@@ -7,7 +7,7 @@ pub(crate) const UNITS: &str = "ms, s, m, h, d";
 /// Parses `"1h30m"`-style text into milliseconds.
 pub(crate) fn parse_ms(text: &str) -> Result<u64, String> {
     let malformed = || {
-        format!("malformed duration `{text}`: write an integer of seconds (`ttl = 300`) or numbers with units ({UNITS}), like \"5m\" or \"1h30m\"")
+        format!("malformed duration `{text}`: write an integer of seconds (`300`) or numbers with units ({UNITS}), like \"5m\" or \"1h30m\"")
     };
     if text.is_empty() {
         return Err(malformed());
@@ -28,8 +28,16 @@ pub(crate) fn parse_ms(text: &str) -> Result<u64, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err(format!("duration `{text}` needs a unit after {number} ({UNITS})")),
-            unit => return Err(format!("unknown unit `{unit}` in duration `{text}`; use one of {UNITS}")),
+            "" => {
+                return Err(format!(
+                    "duration `{text}` needs a unit after {number} ({UNITS})"
+                ))
+            }
+            unit => {
+                return Err(format!(
+                    "unknown unit `{unit}` in duration `{text}`; use one of {UNITS}"
+                ))
+            }
         };
         rest = &rest[letters..];
         total = number
@@ -62,6 +70,8 @@ mod tests {
         assert!(parse_ms("5min").unwrap_err().contains("unknown unit `min`"));
         assert!(parse_ms("5").unwrap_err().contains("needs a unit"));
         assert!(parse_ms("99999999999999999999d").is_err());
-        assert!(parse_ms("999999999999999d").unwrap_err().contains("too long"));
+        assert!(parse_ms("999999999999999d")
+            .unwrap_err()
+            .contains("too long"));
     }
 }

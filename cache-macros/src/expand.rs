@@ -58,7 +58,12 @@ fn bind_cache(rt: &TokenStream, cache: &Ident, expr: Option<&Expr>) -> TokenStre
 
 /// The names a placeholder may start with.
 fn names(info: &FnInfo) -> Vec<String> {
-    let mut names: Vec<String> = info.params.iter().filter_map(|p| p.name.as_ref()).map(Ident::to_string).collect();
+    let mut names: Vec<String> = info
+        .params
+        .iter()
+        .filter_map(|p| p.name.as_ref())
+        .map(Ident::to_string)
+        .collect();
     if info.has_receiver {
         names.insert(0, "self".into());
     }
@@ -66,7 +71,13 @@ fn names(info: &FnInfo) -> Vec<String> {
 }
 
 /// `KeyBuilder::new(prefix).lit(..).part(&..)...finish()` for a template.
-fn template_key(rt: &TokenStream, cache: &Ident, lit: &LitStr, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+fn template_key(
+    rt: &TokenStream,
+    cache: &Ident,
+    lit: &LitStr,
+    info: &FnInfo,
+    errors: &mut Errors,
+) -> TokenStream {
     let parsed = match template::parse(&lit.value()) {
         Ok(t) => t,
         Err(problems) => {
@@ -86,9 +97,15 @@ fn template_key(rt: &TokenStream, cache: &Ident, lit: &LitStr, info: &FnInfo, er
                 let root = &hole.path[0];
                 if !known.contains(root) {
                     let message = if root == "self" {
-                        format!("`{}` uses `self`, but the function has no `self` parameter", hole.text)
+                        format!(
+                            "`{}` uses `self`, but the function has no `self` parameter",
+                            hole.text
+                        )
                     } else if known.is_empty() {
-                        format!("unknown parameter `{root}` in `{}`: the function has no parameters", hole.text)
+                        format!(
+                            "unknown parameter `{root}` in `{}`: the function has no parameters",
+                            hole.text
+                        )
                     } else {
                         format!(
                             "unknown parameter `{root}` in `{}`{}; the parameters are: {}",
@@ -122,7 +139,6 @@ fn template_key(rt: &TokenStream, cache: &Ident, lit: &LitStr, info: &FnInfo, er
 /// own, its `impl Trait` arguments' and its impl block's), then every
 /// argument but `self`, separated by `:`.
 fn default_key(rt: &TokenStream, cache: &Ident, info: &FnInfo, errors: &mut Errors) -> TokenStream {
-    let name = internal("__cache_rt_name");
     let mut calls = Vec::new();
     for Param { name, span } in &info.params {
         match name {
@@ -134,28 +150,31 @@ fn default_key(rt: &TokenStream, cache: &Ident, info: &FnInfo, errors: &mut Erro
         }
     }
     // A closure's type name is its enclosing function's path with every
-    // generic argument filled in (`app::Repo<u8>::get::{{closure}}`), which
-    // a fn item declared here would show as `Repo<_>`, and which does not
-    // show `impl Trait` arguments at all. Here it ends with the async body,
-    // then the closure: strip one, and `function` drops the other.
+    // generic argument filled in (`app::Repo<u8>::get::{{closure}}`), where
+    // a fn item declared here would show `Repo<_>` and no `impl Trait`
+    // arguments at all. `function` drops the `::{{closure}}` segments.
     quote! {
         #rt::__private::KeyBuilder::new(#cache.prefix())
-            .function({
-                let #name = ::core::any::type_name_of_val(&|| ());
-                #name.strip_suffix("::{{closure}}").unwrap_or(#name)
-            })
+            .function(::core::any::type_name_of_val(&|| ()))
             #(#calls)*
             .finish()
     }
 }
 
 fn emit(func: &ItemFn, body: TokenStream) -> TokenStream {
-    let ItemFn { attrs, vis, sig, .. } = func;
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = func;
     quote!(#(#attrs)* #vis #sig { #body })
 }
 
 /// `#[cached]`.
-pub(crate) fn cached(args: &CachedArgs, func: &ItemFn, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+pub(crate) fn cached(
+    args: &CachedArgs,
+    func: &ItemFn,
+    info: &FnInfo,
+    errors: &mut Errors,
+) -> TokenStream {
     let rt = runtime(args.krate.as_ref());
     let cache = internal("__cache_rt_cache");
     let key = internal("__cache_rt_key");
@@ -165,7 +184,8 @@ pub(crate) fn cached(args: &CachedArgs, func: &ItemFn, info: &FnInfo, errors: &m
         None => default_key(&rt, &cache, info, errors),
     };
     let fn_name = func.sig.ident.to_string();
-    let mut spec = quote!(#rt::__private::Spec::new(::core::concat!(::core::module_path!(), "::", #fn_name)));
+    let mut spec =
+        quote!(#rt::__private::Spec::new(::core::concat!(::core::module_path!(), "::", #fn_name)));
     if let Some(ms) = args.ttl_ms {
         spec.extend(quote!(.ttl_ms(#ms)));
     }
@@ -201,7 +221,12 @@ pub(crate) fn cached(args: &CachedArgs, func: &ItemFn, info: &FnInfo, errors: &m
 }
 
 /// `#[invalidates]`.
-pub(crate) fn invalidates(args: &InvalidatesArgs, func: &ItemFn, info: &FnInfo, errors: &mut Errors) -> TokenStream {
+pub(crate) fn invalidates(
+    args: &InvalidatesArgs,
+    func: &ItemFn,
+    info: &FnInfo,
+    errors: &mut Errors,
+) -> TokenStream {
     let rt = runtime(args.krate.as_ref());
     let cache = internal("__cache_rt_cache");
     let keys = internal("__cache_rt_keys");

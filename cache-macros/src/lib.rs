@@ -34,7 +34,11 @@ pub fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand_attr(attr.into(), item.into(), "invalidates").into()
 }
 
-fn expand_attr(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream, name: &str) -> proc_macro2::TokenStream {
+fn expand_attr(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+    name: &str,
+) -> proc_macro2::TokenStream {
     let func: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
@@ -57,7 +61,8 @@ fn expand_attr(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream, n
         let args = args::CachedArgs::from_items(items, &mut errors);
         expand::cached(&args, &func, &info, &mut errors)
     } else {
-        let args = args::InvalidatesArgs::from_items(items, &mut errors, proc_macro2::Span::call_site());
+        let args =
+            args::InvalidatesArgs::from_items(items, &mut errors, proc_macro2::Span::call_site());
         expand::invalidates(&args, &func, &info, &mut errors)
     };
     if errors.is_empty() {

@@ -52,7 +52,9 @@ fn strip(ty: &Type) -> &Type {
 
 /// `Some(args)` when `ty` is a path whose last segment is `name`.
 fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
-    let Type::Path(path) = strip(ty) else { return None };
+    let Type::Path(path) = strip(ty) else {
+        return None;
+    };
     let last = path.path.segments.last()?;
     if last.ident != name {
         return None;
@@ -75,7 +77,9 @@ fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
 /// `Result<Option<T>, ..>`, else a plain `T`.
 pub(crate) fn shape_of(ty: &Type) -> (Shape, Option<&Type>) {
     if let Some(args) = generic_args(ty, "Result") {
-        let Some(ok) = args.first().copied() else { return (Shape::Res, None) };
+        let Some(ok) = args.first().copied() else {
+            return (Shape::Res, None);
+        };
         if let Some(inner) = generic_args(ok, "Option") {
             return (Shape::ResOpt, inner.first().copied());
         }
@@ -128,7 +132,10 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
     let (shape, value_ty) = match &sig.output {
         ReturnType::Default => {
             if cached {
-                errors.push(sig.ident.span(), "nothing to cache: the function returns `()`; #[cached] needs a return value");
+                errors.push(
+                    sig.ident.span(),
+                    "nothing to cache: the function returns `()`; #[cached] needs a return value",
+                );
             }
             (Shape::Plain, None)
         }
@@ -142,7 +149,12 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
             (shape, value.cloned())
         }
     };
-    FnInfo { has_receiver, params, shape, value_ty }
+    FnInfo {
+        has_receiver,
+        params,
+        shape,
+        value_ty,
+    }
 }
 
 #[cfg(test)]
@@ -160,9 +172,21 @@ mod tests {
         assert_eq!(shape("User"), (Shape::Plain, Some("User".into())));
         assert_eq!(shape("Option<User>"), (Shape::Opt, Some("User".into())));
         assert_eq!(shape("Result<User, E>"), (Shape::Res, Some("User".into())));
-        assert_eq!(shape("std::io::Result<Vec<u8>>"), (Shape::Res, Some("Vec<u8>".into())));
-        assert_eq!(shape("Result<Option<User>, E>"), (Shape::ResOpt, Some("User".into())));
-        assert_eq!(shape("anyhow::Result<std::option::Option<u8>>"), (Shape::ResOpt, Some("u8".into())));
-        assert_eq!(shape("Vec<Option<u8>>"), (Shape::Plain, Some("Vec<Option<u8>>".into())));
+        assert_eq!(
+            shape("std::io::Result<Vec<u8>>"),
+            (Shape::Res, Some("Vec<u8>".into()))
+        );
+        assert_eq!(
+            shape("Result<Option<User>, E>"),
+            (Shape::ResOpt, Some("User".into()))
+        );
+        assert_eq!(
+            shape("anyhow::Result<std::option::Option<u8>>"),
+            (Shape::ResOpt, Some("u8".into()))
+        );
+        assert_eq!(
+            shape("Vec<Option<u8>>"),
+            (Shape::Plain, Some("Vec<Option<u8>>".into()))
+        );
     }
 }

@@ -39,8 +39,11 @@ fn is_ident(s: &str) -> bool {
         && s != "_"
 }
 
+/// A tuple field: `0`, `1`, ... as rustc accepts them (no leading zero, fits u32).
 fn is_index(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'))
+        && s.parse::<u32>().is_ok()
 }
 
 /// Checks the inside of `<...>`: an identifier, then `.field` or `.0` parts.
@@ -71,7 +74,10 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
     let mut literal = String::new();
     let mut err = |offset, message: String| errors.push(TemplateError { offset, message });
     if template.is_empty() {
-        err(0, "empty key template: write literal text and placeholders, like \"user:<id>\"".into());
+        err(
+            0,
+            "empty key template: write literal text and placeholders, like \"user:<id>\"".into(),
+        );
     }
 
     // The placeholder seen last, and whether a `:` followed it since.
@@ -97,17 +103,23 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
                     inner.push(next);
                 }
                 if !closed {
-                    err(at, format!("unclosed `<` at byte {at}: placeholders are written `<name>`"));
+                    err(
+                        at,
+                        format!("unclosed `<` at byte {at}: placeholders are written `<name>`"),
+                    );
                     continue;
                 }
                 match placeholder(&inner) {
                     Ok(path) => {
                         let text = format!("<{inner}>");
                         if let (Some(prev), false) = (&previous, separated) {
-                            err(at, format!(
-                                "placeholders `{prev}` and `{text}` must be separated by `:`, \
+                            err(
+                                at,
+                                format!(
+                                    "placeholders `{prev}` and `{text}` must be separated by `:`, \
                                  or two different argument values could build the same key"
-                            ));
+                                ),
+                            );
                         }
                         if !literal.is_empty() {
                             segments.push(Segment::Lit(std::mem::take(&mut literal)));
@@ -119,7 +131,10 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
                     Err(message) => err(at, message),
                 }
             }
-            '>' => err(at, format!("stray `>` at byte {at}: placeholders are written `<name>`")),
+            '>' => err(
+                at,
+                format!("stray `>` at byte {at}: placeholders are written `<name>`"),
+            ),
             // One error for a pair: `{id}` is one mistake (format syntax).
             '}' if after_brace => after_brace = false,
             '{' | '}' => {
@@ -129,9 +144,12 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
                      placeholders are written `<name>`"
                 ));
             }
-            '\\' => err(at, format!(
+            '\\' => err(
+                at,
+                format!(
                 "`\\` at byte {at} is reserved: it escapes separators inside placeholder values"
-            )),
+            ),
+            ),
             c => {
                 separated |= c == ':';
                 literal.push(c);
@@ -164,7 +182,11 @@ mod tests {
     }
 
     fn messages(template: &str) -> Vec<String> {
-        parse(template).unwrap_err().into_iter().map(|e| e.message).collect()
+        parse(template)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
     }
 
     #[test]
@@ -172,11 +194,24 @@ mod tests {
         let t = parse("user:<id>:<q.lang>:<pair.0>").unwrap();
         assert_eq!(
             t.segments,
-            vec![lit("user:"), hole(&["id"]), lit(":"), hole(&["q", "lang"]), lit(":"), hole(&["pair", "0"])]
+            vec![
+                lit("user:"),
+                hole(&["id"]),
+                lit(":"),
+                hole(&["q", "lang"]),
+                lit(":"),
+                hole(&["pair", "0"])
+            ]
         );
         assert_eq!(parse("all-users").unwrap().segments, vec![lit("all-users")]);
-        assert_eq!(parse("<self.tenant>").unwrap().segments, vec![hole(&["self", "tenant"])]);
-        assert_eq!(parse("<id>-suffix").unwrap().segments, vec![hole(&["id"]), lit("-suffix")]);
+        assert_eq!(
+            parse("<self.tenant>").unwrap().segments,
+            vec![hole(&["self", "tenant"])]
+        );
+        assert_eq!(
+            parse("<id>-suffix").unwrap().segments,
+            vec![hole(&["id"]), lit("-suffix")]
+        );
     }
 
     #[test]
@@ -195,8 +230,21 @@ mod tests {
         assert!(messages("user:<>")[0].starts_with("empty placeholder"));
         assert!(messages("user:<id >")[0].contains("whitespace"));
         assert!(messages("user:< id>")[0].contains("whitespace"));
-        for junk in ["<a-b>", "<1a>", "<a..b>", "<a.>", "<.a>", "<a()>", "<_>", "<a.01>"] {
-            assert!(messages(junk)[0].starts_with("invalid placeholder"), "{junk}");
+        for junk in [
+            "<a-b>",
+            "<1a>",
+            "<a..b>",
+            "<a.>",
+            "<.a>",
+            "<a()>",
+            "<_>",
+            "<a.01>",
+            "<a.4294967296>",
+        ] {
+            assert!(
+                messages(junk)[0].starts_with("invalid placeholder"),
+                "{junk}"
+            );
         }
         assert!(messages("")[0].starts_with("empty key template"));
     }
@@ -204,7 +252,11 @@ mod tests {
     #[test]
     fn rejects_reserved_characters() {
         assert!(messages("{user}:<id>")[0].contains("reserved"));
-        assert_eq!(messages("user:{id}").len(), 1, "a pair of braces is one mistake");
+        assert_eq!(
+            messages("user:{id}").len(),
+            1,
+            "a pair of braces is one mistake"
+        );
         assert_eq!(messages("a}b{c").len(), 2);
         assert!(messages(r"user\:<id>")[0].contains("reserved"));
     }

@@ -10,9 +10,9 @@ use crate::flight::{Leader, Role, Shared};
 use crate::shape::{Outcome, ReturnShape};
 use crate::stats::bump;
 use crate::Spec;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
 
@@ -106,7 +106,14 @@ where
                 if let Some(leader) = leader {
                     leader.publish(Shared::Value(bytes.clone()));
                 }
-                store_fresh(cache, leader, key, bytes, spec.value_ttl(config.default_ttl)).await;
+                store_fresh(
+                    cache,
+                    leader,
+                    key,
+                    bytes,
+                    spec.value_ttl(config.default_ttl),
+                )
+                .await;
             }
             Err(e) => {
                 bump(&counters.errors);
@@ -136,7 +143,13 @@ where
 /// deleted before our write arrived, so the flag is checked again after it
 /// and the key deleted if it was set. (An invalidation marks the flight
 /// before it deletes, so one of the two checks always sees it.)
-async fn store_fresh(cache: &Cache, leader: Option<&Leader<'_>>, key: &str, bytes: Bytes, ttl: Duration) {
+async fn store_fresh(
+    cache: &Cache,
+    leader: Option<&Leader<'_>>,
+    key: &str,
+    bytes: Bytes,
+    ttl: Duration,
+) {
     let invalidated = || leader.is_some_and(Leader::invalidated);
     if invalidated() {
         tracing::debug!(key, "key invalidated during the load; not storing");
@@ -144,7 +157,10 @@ async fn store_fresh(cache: &Cache, leader: Option<&Leader<'_>>, key: &str, byte
     }
     cache.store(key, bytes, ttl).await;
     if invalidated() {
-        tracing::debug!(key, "key invalidated while storing; deleting the stored value");
+        tracing::debug!(
+            key,
+            "key invalidated while storing; deleting the stored value"
+        );
         let _ = cache.delete(&[key.to_owned()]).await;
     }
 }

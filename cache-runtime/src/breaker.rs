@@ -50,7 +50,12 @@ impl Breaker {
         now >= until
             && self
                 .open_until
-                .compare_exchange(until, now + self.cooldown.as_millis() as u64, Relaxed, Relaxed)
+                .compare_exchange(
+                    until,
+                    now + self.cooldown.as_millis() as u64,
+                    Relaxed,
+                    Relaxed,
+                )
                 .is_ok()
     }
 
@@ -68,7 +73,9 @@ impl Breaker {
     pub(crate) fn failure(&self) {
         let failures = self.failures.fetch_add(1, Relaxed) + 1;
         if failures >= self.threshold {
-            let was = self.open_until.swap(self.now_ms() + self.cooldown.as_millis() as u64, Relaxed);
+            let was = self
+                .open_until
+                .swap(self.now_ms() + self.cooldown.as_millis() as u64, Relaxed);
             if was == 0 {
                 tracing::warn!(
                     failures,

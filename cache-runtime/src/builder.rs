@@ -79,9 +79,7 @@ impl CacheBuilder {
     /// one Redis. `{`, `}` and `\` are replaced by `_`, so a namespace
     /// cannot change a key's Redis Cluster slot or forge an escape.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace
-            .into()
-            .replace(['{', '}', '\\'], "_");
+        self.namespace = namespace.into().replace(['{', '}', '\\'], "_");
         self
     }
 
@@ -110,7 +108,11 @@ impl CacheBuilder {
     /// (clamped to `0.0..=0.5`), so that keys written together do not all
     /// expire together. A TTL is never lengthened.
     pub fn ttl_jitter(mut self, fraction: f64) -> Self {
-        self.jitter = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 0.5) };
+        self.jitter = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 0.5)
+        };
         self
     }
 

@@ -130,8 +130,12 @@ impl Cache {
         ttl: Duration,
     ) -> Result<(), Error> {
         let bytes = envelope::encode_value(value)?;
-        self.guarded(self.inner.store.set(&self.full_key(key), bytes.into(), self.jittered(ttl)))
-            .await?;
+        self.guarded(
+            self.inner
+                .store
+                .set(&self.full_key(key), bytes.into(), self.jittered(ttl)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -145,7 +149,10 @@ impl Cache {
     /// The time `key` has left to live, or `None` when it is absent or the
     /// backend cannot be reached.
     pub async fn ttl(&self, key: &str) -> Option<Duration> {
-        self.guarded(self.inner.store.ttl(&self.full_key(key))).await.ok().flatten()
+        self.guarded(self.inner.store.ttl(&self.full_key(key)))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Reads through: returns the cached value of `key`, or runs `load`,
@@ -174,7 +181,8 @@ impl Cache {
         F: Future<Output = Result<Option<T>, E>>,
     {
         let spec = crate::Spec::new("Cache::aside").ttl(ttl);
-        crate::aside::aside::<crate::shape::ResOpt, _, _>(self, self.full_key(key), spec, load).await
+        crate::aside::aside::<crate::shape::ResOpt, _, _>(self, self.full_key(key), spec, load)
+            .await
     }
 
     /// `ttl`, capped at [`MAX_TTL`](crate::MAX_TTL), shortened by a random
@@ -185,7 +193,8 @@ impl Cache {
         if jitter == 0.0 {
             return ttl;
         }
-        ttl.mul_f64(1.0 - jitter * fastrand::f64()).max(Duration::from_millis(1))
+        ttl.mul_f64(1.0 - jitter * fastrand::f64())
+            .max(Duration::from_millis(1))
     }
 
     /// Runs one backend call behind the circuit breaker, counting failures.
@@ -244,7 +253,9 @@ impl Cache {
             Err(e) => {
                 bump(&self.inner.counters.decode_errors);
                 tracing::warn!(key, error = %e, "cache entry does not decode; deleting it");
-                let _ = self.guarded(self.inner.store.delete(&[key.to_owned()])).await;
+                let _ = self
+                    .guarded(self.inner.store.delete(&[key.to_owned()]))
+                    .await;
                 Lookup::Miss
             }
         }
@@ -252,7 +263,10 @@ impl Cache {
 
     /// Stores encoded bytes under a full key; a failure is logged and counted.
     pub(crate) async fn store(&self, key: &str, bytes: Bytes, ttl: Duration) {
-        if let Err(e) = self.guarded(self.inner.store.set(key, bytes, self.jittered(ttl))).await {
+        if let Err(e) = self
+            .guarded(self.inner.store.set(key, bytes, self.jittered(ttl)))
+            .await
+        {
             if !e.is_skip() {
                 tracing::warn!(key, error = %e, "cache write failed; the value is not cached");
             }
@@ -263,7 +277,12 @@ impl Cache {
     /// at it, says to skip the backend.
     async fn retry_pending(&self) -> Result<(), BackendError> {
         let store = &self.inner.store;
-        match self.inner.pending.retry(|keys| async move { store.delete(&keys).await }).await {
+        match self
+            .inner
+            .pending
+            .retry(|keys| async move { store.delete(&keys).await })
+            .await
+        {
             Retry::Delivered(0) => Ok(()),
             Retry::Delivered(delivered) => {
                 self.inner
@@ -285,7 +304,10 @@ impl Cache {
         if let Err(e) = self.guarded(self.inner.store.delete(keys)).await {
             let dropped = self.inner.pending.add(keys).await;
             if dropped > 0 {
-                tracing::error!(dropped, "invalidation retry queue full; entries stay until their TTL");
+                tracing::error!(
+                    dropped,
+                    "invalidation retry queue full; entries stay until their TTL"
+                );
             }
             return Err(e);
         }
@@ -306,12 +328,22 @@ mod tests {
         let cache = Cache::builder().ttl_jitter(0.1).memory();
         let ttl = Duration::from_secs(100);
         let samples: Vec<Duration> = (0..1_000).map(|_| cache.jittered(ttl)).collect();
-        assert!(samples.iter().all(|&t| t <= ttl && t >= Duration::from_secs(90)));
+        assert!(samples
+            .iter()
+            .all(|&t| t <= ttl && t >= Duration::from_secs(90)));
         let (min, max) = (samples.iter().min().unwrap(), samples.iter().max().unwrap());
-        assert!(*max - *min > Duration::from_secs(8), "spread {min:?}..{max:?}");
+        assert!(
+            *max - *min > Duration::from_secs(8),
+            "spread {min:?}..{max:?}"
+        );
         let exact = Cache::builder().ttl_jitter(0.0).memory();
         assert_eq!(exact.jittered(ttl), ttl);
-        assert_eq!(cache.jittered(Duration::MAX).max(exact.jittered(Duration::MAX)), crate::MAX_TTL);
+        assert_eq!(
+            cache
+                .jittered(Duration::MAX)
+                .max(exact.jittered(Duration::MAX)),
+            crate::MAX_TTL
+        );
     }
 
     #[tokio::test]

@@ -148,7 +148,10 @@ mod tests {
         let bytes = encode_value(&user()).unwrap();
         assert_eq!(decode::<User>(&bytes).unwrap(), Decoded::Value(user()));
         let written = written_at_ms(&bytes).unwrap();
-        assert!(written > 1_600_000_000_000, "timestamp is Unix milliseconds");
+        assert!(
+            written > 1_600_000_000_000,
+            "timestamp is Unix milliseconds"
+        );
     }
 
     #[test]
@@ -167,13 +170,22 @@ mod tests {
     #[test]
     fn corrupt_entries_are_errors_not_panics() {
         let good = encode_value(&user()).unwrap();
-        assert!(matches!(decode::<User>(&[]), Err(DecodeError::Truncated(0))));
+        assert!(matches!(
+            decode::<User>(&[]),
+            Err(DecodeError::Truncated(0))
+        ));
         let mut other_format = good.clone();
         other_format[0] = 9;
-        assert!(matches!(decode::<User>(&other_format), Err(DecodeError::Format(9))));
+        assert!(matches!(
+            decode::<User>(&other_format),
+            Err(DecodeError::Format(9))
+        ));
         let mut other_kind = good.clone();
         other_kind[1] = 7;
-        assert!(matches!(decode::<User>(&other_kind), Err(DecodeError::Kind(7))));
+        assert!(matches!(
+            decode::<User>(&other_kind),
+            Err(DecodeError::Kind(7))
+        ));
         assert!(matches!(
             decode::<User>(&good[..good.len() - 3]),
             Err(DecodeError::Payload(_))
@@ -196,6 +208,9 @@ mod tests {
         let mut bytes = header(KIND_VALUE).to_vec();
         bytes.push(253); // varint tag for a u64
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(decode::<Vec<u8>>(&bytes), Err(DecodeError::Payload(_))));
+        assert!(matches!(
+            decode::<Vec<u8>>(&bytes),
+            Err(DecodeError::Payload(_))
+        ));
     }
 }

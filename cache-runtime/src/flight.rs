@@ -153,24 +153,35 @@ mod tests {
     #[tokio::test]
     async fn waiters_receive_what_the_leader_publishes() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
-        let Role::Waiter(w1) = flights.join("k") else { panic!("second caller waits") };
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Role::Waiter(w1) = flights.join("k") else {
+            panic!("second caller waits")
+        };
         leader.publish(Shared::Value(Bytes::from_static(b"v")));
         // A caller joining after publication, before the leader is gone.
-        let Role::Waiter(w2) = flights.join("k") else { panic!("still in flight") };
+        let Role::Waiter(w2) = flights.join("k") else {
+            panic!("still in flight")
+        };
         drop(leader);
         assert_eq!(flights.len(), 0);
         for w in [w1, w2] {
             assert!(matches!(w.outcome().await, Shared::Value(b) if b == "v"));
         }
-        assert!(matches!(flights.join("k"), Role::Leader(_)), "a new flight starts");
+        assert!(
+            matches!(flights.join("k"), Role::Leader(_)),
+            "a new flight starts"
+        );
     }
 
     #[tokio::test]
     async fn a_dropped_leader_tells_waiters_to_retry() {
         let flights = Flights::default();
         let leader = flights.join("k");
-        let Role::Waiter(w) = flights.join("k") else { panic!() };
+        let Role::Waiter(w) = flights.join("k") else {
+            panic!()
+        };
         drop(leader);
         assert!(matches!(w.outcome().await, Shared::Retry));
     }
@@ -178,8 +189,12 @@ mod tests {
     #[tokio::test]
     async fn invalidation_marks_and_detaches_only_its_keys() {
         let flights = Flights::default();
-        let Role::Leader(a) = flights.join("a") else { panic!() };
-        let Role::Leader(b) = flights.join("b") else { panic!() };
+        let Role::Leader(a) = flights.join("a") else {
+            panic!()
+        };
+        let Role::Leader(b) = flights.join("b") else {
+            panic!()
+        };
         flights.invalidate(&["a".to_owned(), "zzz".to_owned()]);
         assert!(a.invalidated());
         assert!(!b.invalidated());
@@ -188,7 +203,10 @@ mod tests {
         };
         assert!(matches!(flights.join("b"), Role::Waiter(_)));
         drop(a);
-        assert!(matches!(flights.join("a"), Role::Waiter(_)), "the old leader leaves the new flight alone");
+        assert!(
+            matches!(flights.join("a"), Role::Waiter(_)),
+            "the old leader leaves the new flight alone"
+        );
         drop(a2);
     }
 }

@@ -8,7 +8,11 @@ use std::future::Future;
 /// deletes `keys` (full keys). A failed delete is logged, counted and
 /// queued for retry (see `pending`), but does not fail the write, which has
 /// already happened.
-pub async fn invalidate_after<S, R, F, const N: usize>(cache: &Cache, keys: [String; N], write: F) -> R
+pub async fn invalidate_after<S, R, F, const N: usize>(
+    cache: &Cache,
+    keys: [String; N],
+    write: F,
+) -> R
 where
     S: Succeeded<R>,
     F: Future<Output = R>,

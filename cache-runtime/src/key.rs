@@ -47,9 +47,9 @@ use std::sync::Arc;
 /// one cache entry.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
-    label = "this key template uses a value of type `{Self}`",
-    note = "key placeholders take integers, bool, char, strings and `Option`s of them",
-    note = "use a field of it in the template (`<arg.id>`), or implement `cache_runtime::KeyPart` for `{Self}`"
+    label = "this value of type `{Self}` is part of the cache key",
+    note = "keys take integers, bool, char, strings, and `Option`s and references of them",
+    note = "name a field of it in `key = \"...\"` (`<arg.id>`), or implement `cache_runtime::KeyPart` for `{Self}`"
 )]
 pub trait KeyPart {
     /// Writes this value's key text. Everything written through `out` is
@@ -301,7 +301,10 @@ mod tests {
     #[test]
     fn integers_and_scalars() {
         assert_eq!(key_part(&-42i32), "-42");
-        assert_eq!(key_part(&u128::MAX), "340282366920938463463374607431768211455");
+        assert_eq!(
+            key_part(&u128::MAX),
+            "340282366920938463463374607431768211455"
+        );
         assert_eq!(key_part(&true), "true");
         assert_eq!(key_part(&':'), r"\:");
         assert_eq!(key_part(&Arc::new(String::from("a{b"))), r"a\[b");
@@ -315,7 +318,10 @@ mod tests {
             "p:<app::Orders<u8> as app::Repo>::get"
         );
         assert_eq!(key("app::n<3, u16>::{{closure}}"), "p:app::n<3, u16>");
-        assert_eq!(key("app::main::{{closure}}::f::{{closure}}"), "p:app::main::((closure))::f");
+        assert_eq!(
+            key("app::main::{{closure}}::f::{{closure}}"),
+            "p:app::main::((closure))::f"
+        );
     }
 
     /// What rustc names a closure inside an async fn: the probe the macro
@@ -349,13 +355,19 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let word = |rng: &mut fastrand::Rng| -> String {
             let len = rng.usize(0..5);
-            (0..len).map(|_| alphabet[rng.usize(..alphabet.len())]).collect()
+            (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect()
         };
         let mut seen: HashMap<String, (String, String, Option<String>)> = HashMap::new();
         for _ in 0..200_000 {
             let a = word(&mut rng);
             let b = word(&mut rng);
-            let c = if rng.bool() { Some(word(&mut rng)) } else { None };
+            let c = if rng.bool() {
+                Some(word(&mut rng))
+            } else {
+                None
+            };
             let key = KeyBuilder::new("app:v1:")
                 .lit("t:")
                 .part(&a)
@@ -369,6 +381,9 @@ mod tests {
                 assert_eq!(previous, tuple, "two tuples share the key {key}");
             }
         }
-        assert!(seen.len() > 50_000, "the generator must produce many distinct tuples");
+        assert!(
+            seen.len() > 50_000,
+            "the generator must produce many distinct tuples"
+        );
     }
 }

@@ -79,5 +79,8 @@ pub mod __private {
         note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
     )]
     pub trait Cacheable {}
+    // Hidden from diagnostics, so that a missing impl is reported once, as
+    // `Cacheable` with the message above, not again as serde's traits.
+    #[diagnostic::do_not_recommend]
     impl<T: serde::Serialize + serde::de::DeserializeOwned> Cacheable for T {}
 }

@@ -94,7 +94,10 @@ mod tests {
         assert!(!p.any());
         assert_eq!(p.add(&["a".into(), "b".into(), "a".into()]).await, 0);
         assert!(p.any());
-        assert_eq!(p.retry(|_| async { Err("down") }).await, Retry::Failed("down"));
+        assert_eq!(
+            p.retry(|_| async { Err("down") }).await,
+            Retry::Failed("down")
+        );
         assert!(p.any(), "kept after a failed retry");
         let delivered = p
             .retry(|mut keys| async move {
@@ -115,7 +118,10 @@ mod tests {
         // Polled once (it takes the lock and starts deleting), then dropped.
         assert!(futures_poll_once(never).await);
         assert!(p.any());
-        assert_eq!(p.retry(|_| async { Ok::<(), ()>(()) }).await, Retry::Delivered(1));
+        assert_eq!(
+            p.retry(|_| async { Ok::<(), ()>(()) }).await,
+            Retry::Delivered(1)
+        );
     }
 
     #[tokio::test]

@@ -66,10 +66,18 @@ mod tests {
         assert_eq!(spec.value_ttl(60 * S), 60 * S);
         assert_eq!(spec.null_ttl(60 * S, 30 * S), 30 * S);
         let short = Spec::new("f").ttl_ms(5_000);
-        assert_eq!(short.null_ttl(60 * S, 30 * S), 5 * S, "null TTL capped at the TTL");
+        assert_eq!(
+            short.null_ttl(60 * S, 30 * S),
+            5 * S,
+            "null TTL capped at the TTL"
+        );
         let off = Spec::new("f").ttl_ms(5_000).null_ttl_ms(0);
         assert_eq!(off.null_ttl(60 * S, 30 * S), Duration::ZERO);
         let long = Spec::new("f").ttl_ms(5_000).null_ttl_ms(9_000);
-        assert_eq!(long.null_ttl(60 * S, 30 * S), 9 * S, "an explicit null_ttl stands");
+        assert_eq!(
+            long.null_ttl(60 * S, 30 * S),
+            9 * S,
+            "an explicit null_ttl stands"
+        );
     }
 }

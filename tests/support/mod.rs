@@ -28,12 +28,17 @@ impl RedisServer {
     /// Starts a server and waits until it answers `PING`.
     pub fn start() -> Self {
         for _ in 0..5 {
-            let mut server = RedisServer { child: None, port: free_port() };
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+            };
             if server.spawn() {
                 return server;
             }
         }
-        panic!("redis-server did not start; is it installed? (the README's test command installs it)");
+        panic!(
+            "redis-server did not start; is it installed? (the README's test command installs it)"
+        );
     }
 
     fn spawn(&mut self) -> bool {
@@ -44,11 +49,16 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("cannot run redis-server; is it installed? (the README's test command installs it)");
+            .expect(
+                "cannot run redis-server; is it installed? (the README's test command installs it)",
+            );
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.connection().is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok()) {
+            if self
+                .connection()
+                .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+            {
                 return true;
             }
             if let Some(child) = self.child.as_mut() {
@@ -74,12 +84,17 @@ impl RedisServer {
 
     /// A plain connection for reading what the cache wrote.
     pub fn connection(&self) -> Option<redis::Connection> {
-        redis::Client::open(self.url()).ok()?.get_connection_with_timeout(Duration::from_secs(1)).ok()
+        redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
     }
 
     /// Runs one command on a plain connection.
     pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
-        let mut c = self.connection().expect("test redis-server is not answering");
+        let mut c = self
+            .connection()
+            .expect("test redis-server is not answering");
         cmd.query(&mut c).expect("redis command failed")
     }
 
@@ -96,14 +111,20 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.spawn() {
-            assert!(Instant::now() < deadline, "redis-server did not restart on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not restart on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
-            let status = Command::new("kill").args([signal, &child.id().to_string()]).status();
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
             assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
         }
     }
@@ -181,7 +202,10 @@ impl Db {
         if self.failing.load(SeqCst) {
             return Err(DbError);
         }
-        Ok(self.rows.lock().unwrap().get(&id).map(|name| User { id, name: name.clone() }))
+        Ok(self.rows.lock().unwrap().get(&id).map(|name| User {
+            id,
+            name: name.clone(),
+        }))
     }
 
     pub fn write(&self, id: u64, name: &str) -> Result<(), DbError> {
@@ -200,7 +224,11 @@ pub fn memory() -> Cache {
 
 /// A Redis cache on `server` with jitter off.
 pub async fn redis(server: &RedisServer) -> Cache {
-    Cache::builder().ttl_jitter(0.0).redis(&server.url()).await.expect("connect to the test redis-server")
+    Cache::builder()
+        .ttl_jitter(0.0)
+        .redis(&server.url())
+        .await
+        .expect("connect to the test redis-server")
 }
 
 /// Runs a scenario `async fn name(cache: Cache, server: Option<&RedisServer>)`
@@ -233,7 +261,9 @@ where
     F: Fn(std::sync::Arc<S>) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
-    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(call(std::sync::Arc::clone(shared)))).collect();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(call(std::sync::Arc::clone(shared))))
+        .collect();
     let mut results = Vec::with_capacity(n);
     for task in tasks {
         results.push(task.await.expect("caller task panicked"));

@@ -130,7 +130,12 @@ impl MemoryBackend {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map.len())
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .map
+                    .len()
+            })
             .sum()
     }
 }
@@ -218,7 +223,9 @@ mod tests {
         m.set("a", b("2"), ttl).await.unwrap();
         m.set("b", b("3"), ttl).await.unwrap();
         assert_eq!(m.get("a").await.unwrap(), Some(b("2")));
-        m.delete(&["a".into(), "b".into(), "absent".into()]).await.unwrap();
+        m.delete(&["a".into(), "b".into(), "absent".into()])
+            .await
+            .unwrap();
         assert_eq!(m.get("a").await.unwrap(), None);
         assert_eq!(m.get("b").await.unwrap(), None);
     }
@@ -230,7 +237,10 @@ mod tests {
         m.set("hot", b("h"), ttl).await.unwrap();
         for i in 0..1_000 {
             m.set(&format!("k{i}"), b("x"), ttl).await.unwrap();
-            assert!(m.get("hot").await.unwrap().is_some(), "hot key evicted at {i}");
+            assert!(
+                m.get("hot").await.unwrap().is_some(),
+                "hot key evicted at {i}"
+            );
         }
         assert_eq!(m.len(), 100);
     }
@@ -250,11 +260,15 @@ mod tests {
     async fn expired_entries_are_collected_by_writes() {
         let m = MemoryBackend::new(10_000);
         for i in 0..500 {
-            m.set(&format!("old{i}"), b("x"), Duration::from_secs(1)).await.unwrap();
+            m.set(&format!("old{i}"), b("x"), Duration::from_secs(1))
+                .await
+                .unwrap();
         }
         tokio::time::advance(Duration::from_secs(2)).await;
         for i in 0..2_000 {
-            m.set(&format!("new{i}"), b("x"), Duration::from_secs(60)).await.unwrap();
+            m.set(&format!("new{i}"), b("x"), Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         assert!(m.len() < 2_300, "expired entries linger: {}", m.len());
     }

@@ -39,8 +39,11 @@ impl RedisBackend {
             // meanwhile fails fast and the body answers.
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = bounded(connect_timeout, ConnectionManager::new_with_config(client, config))
-            .await??;
+        let conn = bounded(
+            connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await??;
         Ok(RedisBackend { conn, timeout })
     }
 

@@ -1,7 +1,6 @@
-// Both errors are on `User` in the return type, none in generated code. It
-// should be ONE error: rustc reports the missing `Serialize` and
-// `Deserialize` separately until the blanket `impl Cacheable` in
-// cache-runtime is marked `#[diagnostic::do_not_recommend]` (Rust 1.85).
+// One error, on `User` in the return type, with our message: the blanket
+// `impl Cacheable` is `#[diagnostic::do_not_recommend]`, so rustc does not
+// report serde's two traits separately, nor anything in generated code.
 use cache_runtime::cached;
 
 struct User {
