@@ -44,15 +44,21 @@ fn cache_ref(rt: &TokenStream, cache: Option<&Expr>) -> TokenStream {
     }
 }
 
-/// Binds `cache` to a clone of the `Cache` (one reference count), after
-/// checking the expression as a `&Cache`: the borrow of `self.cache` then
-/// ends before the body, which may need `&mut self`, moves into the
-/// `async move` block.
-fn bind_cache(rt: &TokenStream, cache: &Ident, expr: Option<&Expr>) -> TokenStream {
+/// Binds `cache` to the `&Cache`. When the expression may borrow from
+/// something the body moves (`&mut self`, `self: Arc<Self>`, an argument),
+/// it binds a clone instead (one reference count), so that the borrow ends
+/// before the body moves into the `async move` block. `&self` methods and
+/// the default cache borrow: nothing on their hit path but the lookup.
+fn bind_cache(rt: &TokenStream, cache: &Ident, expr: Option<&Expr>, info: &FnInfo) -> TokenStream {
     let cache_expr = cache_ref(rt, expr);
-    quote! {
-        let #cache: &#rt::__private::Cache = #cache_expr;
-        let #cache = #rt::__private::Cache::clone(#cache);
+    let borrow = quote!(let #cache: &#rt::__private::Cache = #cache_expr;);
+    if expr.is_none() || info.shared_receiver {
+        borrow
+    } else {
+        quote! {
+            #borrow
+            let #cache = &#rt::__private::Cache::clone(#cache);
+        }
     }
 }
 
@@ -178,7 +184,7 @@ pub(crate) fn cached(
     let rt = runtime(args.krate.as_ref());
     let cache = internal("__cache_rt_cache");
     let key = internal("__cache_rt_key");
-    let bind_cache = bind_cache(&rt, &cache, args.cache.as_ref());
+    let bind_cache = bind_cache(&rt, &cache, args.cache.as_ref(), info);
     let key_expr = match &args.key {
         Some(lit) => template_key(&rt, &cache, lit, info, errors),
         None => default_key(&rt, &cache, info, errors),
@@ -195,7 +201,7 @@ pub(crate) fn cached(
     let shape = info.shape.marker();
     let block = &func.block;
     let call = quote! {
-        #rt::__private::aside::<#rt::__private::#shape, _, _>(&#cache, #key, #spec, async move #block).await
+        #rt::__private::aside::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
     };
     // The bound check sits on the return type, so that a value that cannot
     // be cached is reported there rather than inside generated code. The
@@ -230,7 +236,7 @@ pub(crate) fn invalidates(
     let rt = runtime(args.krate.as_ref());
     let cache = internal("__cache_rt_cache");
     let keys = internal("__cache_rt_keys");
-    let bind_cache = bind_cache(&rt, &cache, args.cache.as_ref());
+    let bind_cache = bind_cache(&rt, &cache, args.cache.as_ref(), info);
     let key_exprs: Vec<TokenStream> = args
         .templates
         .iter()
@@ -244,7 +250,7 @@ pub(crate) fn invalidates(
         quote! {
             #bind_cache
             let #keys = [#(#key_exprs),*];
-            #rt::__private::invalidate_after::<#rt::__private::#shape, _, _, #n>(&#cache, #keys, async move #block).await
+            #rt::__private::invalidate_after::<#rt::__private::#shape, _, _, #n>(#cache, #keys, async move #block).await
         },
     )
 }

@@ -36,6 +36,9 @@ pub(crate) struct Param {
 
 pub(crate) struct FnInfo {
     pub(crate) has_receiver: bool,
+    /// The receiver is `&self` (or `self: &Self`): borrowing a cache from it
+    /// does not conflict with the body, which only copies the reference.
+    pub(crate) shared_receiver: bool,
     pub(crate) params: Vec<Param>,
     pub(crate) shape: Shape,
     /// The cached type (`T` of `Result<Option<T>, E>`), when written out.
@@ -116,10 +119,14 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
         );
     }
     let mut has_receiver = false;
+    let mut shared_receiver = false;
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(_) => has_receiver = true,
+            FnArg::Receiver(r) => {
+                has_receiver = true;
+                shared_receiver = matches!(&*r.ty, Type::Reference(t) if t.mutability.is_none());
+            }
             FnArg::Typed(pt) => params.push(Param {
                 name: match &*pt.pat {
                     Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.clone()),
@@ -151,6 +158,7 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
     };
     FnInfo {
         has_receiver,
+        shared_receiver,
         params,
         shape,
         value_ty,
