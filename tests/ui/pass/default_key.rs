@@ -127,10 +127,7 @@ async fn run() {
     assert_eq!((svc.cache.stats().loads, svc.cache.stats().hits), (3, 3));
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }

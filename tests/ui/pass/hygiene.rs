@@ -43,10 +43,7 @@ async fn run() {
     assert_eq!((SHARED.stats().loads, SHARED.stats().hits), (2, 2));
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }

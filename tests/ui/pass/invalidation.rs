@@ -96,10 +96,7 @@ async fn run() {
     assert_eq!(users.cache.stats().invalidations, 7);
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }

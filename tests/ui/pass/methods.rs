@@ -82,10 +82,7 @@ async fn run() {
     assert_eq!(visitor.tenant, "v", "a hit does not run the body");
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }

@@ -115,10 +115,7 @@ async fn run() {
     );
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }

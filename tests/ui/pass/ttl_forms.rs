@@ -70,10 +70,7 @@ async fn run() {
     assert!(near(ttl_of("nulls:0").await, Duration::from_secs(10)));
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }

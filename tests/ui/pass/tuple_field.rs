@@ -26,10 +26,7 @@ async fn run() {
     assert_eq!((stats.loads, stats.hits), (4, 4));
 }
 
-fn main() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(run());
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    run().await;
 }
