@@ -12,7 +12,9 @@
 //! whose kind is unknown or whose payload does not decode into the expected
 //! type is reported as [`DecodeError`]; the caller treats it as a miss and
 //! deletes it. Decoding is bounded by [`DECODE_LIMIT`], so a hostile length
-//! prefix cannot make it allocate without bound.
+//! prefix cannot make it allocate without bound, and by
+//! [`MAX_DEPTH`](crate::depth::MAX_DEPTH) levels of nesting, so hostile
+//! bytes cannot make it recurse until the stack overflows.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -105,7 +107,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeErr
         KIND_NULL => Ok(Decoded::Null),
         KIND_VALUE => {
             let payload = &bytes[HEADER..];
-            let (value, read) = bincode::serde::decode_from_slice(payload, config())?;
+            let root = crate::depth::Root::<T>(std::marker::PhantomData);
+            let (value, read) = bincode::serde::seed_decode_from_slice(root, payload, config())?;
             if read != payload.len() {
                 return Err(DecodeError::Trailing(payload.len() - read));
             }
@@ -200,6 +203,35 @@ mod tests {
             flipped[i] ^= 0xff;
             let _ = decode::<User>(&flipped);
         }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Tree {
+        Leaf,
+        Node(Box<Tree>),
+    }
+
+    fn tree(depth: usize) -> Tree {
+        (0..depth).fold(Tree::Leaf, |t, _| Tree::Node(Box::new(t)))
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let modest = encode_value(&tree(100)).unwrap();
+        assert_eq!(decode::<Tree>(&modest).unwrap(), Decoded::Value(tree(100)));
+        // A million levels would overflow any thread's stack: Node is
+        // variant 1, Leaf variant 0.
+        let mut hostile = header(KIND_VALUE).to_vec();
+        hostile.extend(std::iter::repeat_n(1u8, 1_000_000));
+        hostile.push(0);
+        let err = decode::<Tree>(&hostile).unwrap_err();
+        assert!(err.to_string().contains("nest deeper"), "{err}");
+        let nested = vec![vec![vec![Some((1u8, "x".to_string()))]]];
+        let bytes = encode_value(&nested).unwrap();
+        assert_eq!(
+            decode::<Vec<Vec<Vec<Option<(u8, String)>>>>>(&bytes).unwrap(),
+            Decoded::Value(nested)
+        );
     }
 
     #[test]
