@@ -1,12 +1,22 @@
 //! The cache-aside strategy: look up; on a hit return it; on a miss, load
-//! (the function body) once per key in this process, store the result with
-//! its TTL, return it. The cache never makes a read fail: backend errors and
-//! undecodable entries are misses, and a failed store still returns the
-//! loaded value.
+//! (the function body), store the result with its TTL, return it. The cache
+//! never makes a read fail: backend errors and undecodable entries are
+//! misses, and a failed store still returns the loaded value.
+//!
+//! Misses are coordinated unless the function says `lock = false`: callers
+//! in this process share one load (`flight`), and the caller leading it
+//! takes the key's lease (`lease`), so that one load runs per key across
+//! every process, and a load stores its result only while its lease holds.
+//! No caller waits longer than its `lease_wait` for another caller's load;
+//! then it runs the body itself and does not store the result.
+//!
+//! With `lock = false` every miss runs the body and stores its result:
+//! plain cache-aside, stale-set race included.
 
 use crate::cache::{Cache, Lookup};
 use crate::envelope::{self, Decoded};
-use crate::flight::{Leader, Role, Shared};
+use crate::flight::{Role, Shared};
+use crate::lease::{self, Obtained};
 use crate::shape::{Outcome, ReturnShape};
 use crate::stats::bump;
 use crate::Spec;
@@ -15,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Cache-aside around `load`, whose output has the shape `S`.
 pub async fn aside<S, R, F>(cache: &Cache, key: String, spec: Spec, load: F) -> R
@@ -25,7 +36,7 @@ where
 {
     let counters = &cache.inner.counters;
     match cache.lookup::<S::Value>(&key).await {
-        Lookup::Hit(v, _) => {
+        Lookup::Hit(v) => {
             bump(&counters.hits);
             return S::from_value(v);
         }
@@ -38,129 +49,143 @@ where
         Lookup::Miss => {}
     }
     bump(&counters.misses);
-    load_once::<S, R, F>(cache, &key, spec, load).await
+    if spec.lock {
+        load_coordinated::<S, R, F>(cache, &key, &spec, load).await
+    } else {
+        bump(&counters.loads);
+        let result = load.await;
+        match entry::<S, R>(cache, &key, &spec, &result) {
+            Some((bytes, ttl)) if !ttl.is_zero() => cache.store(&key, bytes, ttl).await,
+            _ => {}
+        }
+        result
+    }
 }
 
-/// Loads `key` with single-flight: waits for a load already in flight, or
-/// leads one.
-async fn load_once<S, R, F>(cache: &Cache, key: &str, spec: Spec, load: F) -> R
+/// Loads `key` once across callers: waits for a load in flight in this
+/// process, or leads one, which takes the lease.
+async fn load_coordinated<S, R, F>(cache: &Cache, key: &str, spec: &Spec, load: F) -> R
 where
     S: ReturnShape<R>,
     S::Value: Serialize + DeserializeOwned,
     F: Future<Output = R>,
 {
     let counters = &cache.inner.counters;
+    let config = &cache.inner.config;
+    let deadline = Instant::now() + spec.lease_wait(config);
     let leader = loop {
         match cache.inner.flights.join(key) {
             Role::Leader(leader) => break Some(leader),
-            Role::Waiter(waiter) => match waiter.outcome().await {
-                Shared::Value(bytes) => match envelope::decode::<S::Value>(&bytes) {
-                    Ok(Decoded::Value(v)) => {
-                        bump(&counters.coalesced);
-                        return S::from_value(v);
-                    }
-                    // Another function stored another type under this key:
-                    // load our own, outside the flight.
-                    _ => break None,
-                },
-                Shared::Null => match S::from_null() {
+            Role::Waiter(waiter) => match tokio::time::timeout_at(deadline, waiter.outcome()).await
+            {
+                Ok(Shared::Entry(bytes)) => match answer::<S, R>(&bytes) {
                     Some(r) => {
                         bump(&counters.coalesced);
                         return r;
                     }
-                    // Another function's `None` under this key: as above.
+                    // Another function stored another type under this key:
+                    // load our own, outside the flight.
                     None => break None,
                 },
-                Shared::Retry => {}
+                Ok(Shared::Retry) => {}
+                Err(_) => {
+                    bump(&counters.wait_timeouts);
+                    tracing::warn!(
+                        key,
+                        function = spec.name,
+                        "waited lease_wait for a load in flight; loading, unstored"
+                    );
+                    bump(&counters.loads);
+                    return load.await;
+                }
             },
         }
     };
-
-    if let Some(leader) = &leader {
-        // A load may have finished between our miss and our lead.
-        match cache.lookup::<S::Value>(key).await {
-            Lookup::Hit(v, bytes) => {
-                leader.publish(Shared::Value(bytes));
-                bump(&counters.coalesced);
-                return S::from_value(v);
-            }
-            Lookup::Null => {
-                if let Some(r) = S::from_null() {
-                    leader.publish(Shared::Null);
-                    bump(&counters.coalesced);
-                    return r;
-                }
-            }
-            Lookup::Miss => {}
+    let publish = |bytes: &Bytes| {
+        if let Some(leader) = &leader {
+            leader.publish(Shared::Entry(bytes.clone()));
         }
-    }
+    };
+
+    let lease = match lease::obtain(cache, key, spec.lease_ttl(config), deadline).await {
+        Obtained::Entry(bytes) => match answer::<S, R>(&bytes) {
+            Some(r) => {
+                publish(&bytes);
+                bump(&counters.coalesced);
+                return r;
+            }
+            // Another type, or bytes that do not decode: load, unstored.
+            None => None,
+        },
+        Obtained::Lease(lease) => Some(lease),
+        Obtained::TimedOut => {
+            bump(&counters.wait_timeouts);
+            tracing::warn!(
+                key,
+                function = spec.name,
+                "waited lease_wait for another process's load; loading, unstored"
+            );
+            None
+        }
+        Obtained::Unavailable => None,
+    };
 
     bump(&counters.loads);
     let result = load.await;
-    let config = &cache.inner.config;
-    let leader = leader.as_ref();
-    match S::outcome(&result) {
-        Outcome::Value(value) => match envelope::encode_value(value) {
-            Ok(bytes) => {
-                let bytes = bytes::Bytes::from(bytes);
-                if let Some(leader) = leader {
-                    leader.publish(Shared::Value(bytes.clone()));
-                }
-                store_fresh(
-                    cache,
-                    leader,
-                    key,
-                    bytes,
-                    spec.value_ttl(config.default_ttl),
-                )
-                .await;
-            }
-            Err(e) => {
-                bump(&counters.errors);
-                tracing::warn!(key, function = spec.name, error = %e, "value does not encode; not cached");
-            }
-        },
-        Outcome::Null => {
-            if let Some(leader) = leader {
-                leader.publish(Shared::Null);
-            }
-            let ttl = spec.null_ttl(config.default_ttl, config.default_null_ttl);
-            if !ttl.is_zero() {
-                store_fresh(cache, leader, key, envelope::encode_null().into(), ttl).await;
-            }
-        }
-        Outcome::Failed => {
-            bump(&counters.load_failures);
-            tracing::debug!(key, function = spec.name, "load failed; not cached");
+    let entry = entry::<S, R>(cache, key, spec, &result);
+    if let Some((bytes, _)) = &entry {
+        publish(bytes);
+    }
+    if let Some(lease) = lease {
+        match entry {
+            Some((bytes, ttl)) if !ttl.is_zero() => lease.fill(bytes, ttl).await,
+            _ => lease.release().await,
         }
     }
     result
 }
 
-/// Stores what a load returned, unless the key was invalidated since the
-/// load began: the value may predate the write behind the invalidation.
-/// An invalidation that lands while the store is on its way may have
-/// deleted before our write arrived, so the flag is checked again after it
-/// and the key deleted if it was set. (An invalidation marks the flight
-/// before it deletes, so one of the two checks always sees it.)
-async fn store_fresh(
-    cache: &Cache,
-    leader: Option<&Leader<'_>>,
-    key: &str,
-    bytes: Bytes,
-    ttl: Duration,
-) {
-    let invalidated = || leader.is_some_and(Leader::invalidated);
-    if invalidated() {
-        tracing::debug!(key, "key invalidated during the load; not storing");
-        return;
+/// What an entry's bytes answer to a caller of shape `S`: `None` when they
+/// do not decode into its type (another function's entry, or corrupt).
+fn answer<S, R>(bytes: &[u8]) -> Option<R>
+where
+    S: ReturnShape<R>,
+    S::Value: DeserializeOwned,
+{
+    match envelope::decode::<S::Value>(bytes) {
+        Ok(Decoded::Value(v)) => Some(S::from_value(v)),
+        Ok(Decoded::Null) => S::from_null(),
+        Err(_) => None,
     }
-    cache.store(key, bytes, ttl).await;
-    if invalidated() {
-        tracing::debug!(
-            key,
-            "key invalidated while storing; deleting the stored value"
-        );
-        let _ = cache.delete(&[key.to_owned()]).await;
+}
+
+/// The entry a load's result becomes, with its TTL: the value, or the null
+/// marker for a `None` (its TTL zero when `None` is not cached). `None` for
+/// a failure or a value that does not encode: nothing to share or store.
+fn entry<S, R>(cache: &Cache, key: &str, spec: &Spec, result: &R) -> Option<(Bytes, Duration)>
+where
+    S: ReturnShape<R>,
+    S::Value: Serialize,
+{
+    let counters = &cache.inner.counters;
+    let config = &cache.inner.config;
+    match S::outcome(result) {
+        Outcome::Value(value) => match envelope::encode_value(value) {
+            Ok(bytes) => Some((bytes.into(), spec.value_ttl(config.default_ttl))),
+            Err(e) => {
+                bump(&counters.errors);
+                tracing::warn!(key, function = spec.name, error = %e, "value does not encode; not cached");
+                None
+            }
+        },
+        Outcome::Null => Some((
+            envelope::encode_null().into(),
+            spec.null_ttl(config.default_ttl, config.default_null_ttl),
+        )),
+        Outcome::Failed => {
+            bump(&counters.load_failures);
+            tracing::debug!(key, function = spec.name, "load failed; not cached");
+            None
+        }
     }
 }

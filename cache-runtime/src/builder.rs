@@ -5,6 +5,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Store;
 use crate::{Cache, Error};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings shared by every entry of one cache.
@@ -14,6 +15,8 @@ pub(crate) struct Config {
     pub(crate) default_ttl: Duration,
     pub(crate) default_null_ttl: Duration,
     pub(crate) jitter: f64,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) lease_wait: Option<Duration>,
 }
 
 /// Builds a [`Cache`].
@@ -25,6 +28,8 @@ pub(crate) struct Config {
 /// | [`default_ttl`](Self::default_ttl) | 60 s |
 /// | [`default_null_ttl`](Self::default_null_ttl) | 30 s, capped at the entry's TTL |
 /// | [`ttl_jitter`](Self::ttl_jitter) | `0.1`: each TTL is shortened by up to 10% |
+/// | [`lease_ttl`](Self::lease_ttl) | 5 s |
+/// | [`lease_wait`](Self::lease_wait) | the lease TTL plus 1 s |
 /// | [`timeout`](Self::timeout) | 250 ms per Redis call |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s |
 /// | [`circuit_breaker`](Self::circuit_breaker) | open after 5 failures in a row, for 1 s |
@@ -50,6 +55,8 @@ pub struct CacheBuilder {
     default_ttl: Duration,
     default_null_ttl: Duration,
     jitter: f64,
+    lease_ttl: Duration,
+    lease_wait: Option<Duration>,
     timeout: Duration,
     connect_timeout: Duration,
     breaker_threshold: u32,
@@ -65,6 +72,8 @@ impl Default for CacheBuilder {
             default_ttl: Duration::from_secs(60),
             default_null_ttl: Duration::from_secs(30),
             jitter: 0.1,
+            lease_ttl: Duration::from_secs(5),
+            lease_wait: None,
             timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(2),
             breaker_threshold: 5,
@@ -116,6 +125,26 @@ impl CacheBuilder {
         self
     }
 
+    /// How long a lease lasts for functions that do not set `lease_ttl`.
+    /// The caller that leads a load holds the key's lease until it stores
+    /// the result; past the lease TTL (a crashed or very slow holder)
+    /// another caller may take it and load. Set it above your slowest load.
+    /// Zero is raised to 1 ms.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest a caller waits for another caller's load, for functions
+    /// that do not set `lease_wait`; past it, the caller runs the body
+    /// itself and does not store the result. Default: the lease TTL plus
+    /// one second, so that when a holder crashes its lease expires while
+    /// the waiters still wait, and one of them takes over.
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = Some(wait);
+        self
+    }
+
     /// The longest a Redis call may take before the cache gives up on it
     /// (a read then runs the body).
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -150,14 +179,24 @@ impl CacheBuilder {
             default_ttl: self.default_ttl,
             default_null_ttl: self.default_null_ttl,
             jitter: self.jitter,
+            lease_ttl: self.lease_ttl,
+            lease_wait: self.lease_wait,
         }
     }
 
     /// A cache in this process's memory: no server, not shared between
     /// processes.
     pub fn memory(self) -> Cache {
+        let store = MemoryStore::new(self.max_entries);
+        self.memory_store(&store)
+    }
+
+    /// A cache in a memory store that other caches may share (see
+    /// [`MemoryStore`]). The store's own size bound applies;
+    /// [`max_entries`](Self::max_entries) is not used.
+    pub fn memory_store(self, store: &MemoryStore) -> Cache {
         Cache::new(
-            Store::Memory(MemoryBackend::new(self.max_entries)),
+            Store::Memory(Arc::clone(&store.0)),
             self.config(),
             self.breaker_threshold,
             self.breaker_cooldown,
@@ -178,5 +217,36 @@ impl CacheBuilder {
             self.breaker_threshold,
             self.breaker_cooldown,
         ))
+    }
+}
+
+/// An in-process store that several caches can share: caches with their
+/// own namespaces and settings over one memory budget, in the way several
+/// services share one Redis. Each cache keeps its own counters and its own
+/// loads in flight; leases coordinate loads between the caches of one store
+/// exactly as they do between processes on Redis.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use cache_runtime::{Cache, MemoryStore};
+/// use std::time::Duration;
+///
+/// let store = MemoryStore::new(10_000);
+/// let users = Cache::builder().namespace("users").memory_store(&store);
+/// let same = Cache::builder().namespace("users").memory_store(&store);
+/// users.set("1", &"Ada", Duration::from_secs(60)).await.unwrap();
+/// assert_eq!(same.get::<String>("1").await.as_deref(), Some("Ada"));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore(Arc<MemoryBackend>);
+
+impl MemoryStore {
+    /// A store holding at most `max_entries` entries; beyond it, writes
+    /// evict (least recently used of a few random samples, expired ones
+    /// first).
+    pub fn new(max_entries: usize) -> Self {
+        MemoryStore(Arc::new(MemoryBackend::new(max_entries)))
     }
 }

@@ -1,7 +1,7 @@
 //! [`Cache`]: the handle users hold, its programmatic API, and the guarded
 //! backend calls every strategy goes through (breaker, counters, logs).
 
-use crate::backend::{Backend, BackendError, Store};
+use crate::backend::{Acquire, Backend, BackendError, Store, Token};
 use crate::breaker::Breaker;
 use crate::builder::{CacheBuilder, Config};
 use crate::envelope::{self, Decoded};
@@ -49,7 +49,7 @@ pub(crate) struct Inner {
 
 /// What a lookup found.
 pub(crate) enum Lookup<T> {
-    Hit(T, Bytes),
+    Hit(T),
     Null,
     Miss,
 }
@@ -107,7 +107,7 @@ impl Cache {
     /// and counted.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         match self.lookup::<T>(&self.full_key(key)).await {
-            Lookup::Hit(v, _) => {
+            Lookup::Hit(v) => {
                 bump(&self.inner.counters.hits);
                 Some(v)
             }
@@ -248,7 +248,7 @@ impl Cache {
             }
         };
         match envelope::decode::<T>(&bytes) {
-            Ok(Decoded::Value(v)) => Lookup::Hit(v, bytes),
+            Ok(Decoded::Value(v)) => Lookup::Hit(v),
             Ok(Decoded::Null) => Lookup::Null,
             Err(e) => {
                 bump(&self.inner.counters.decode_errors);
@@ -259,6 +259,34 @@ impl Cache {
                 Lookup::Miss
             }
         }
+    }
+
+    /// Asks for the lease of a full key (see `lease`).
+    pub(crate) async fn acquire(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<Acquire, BackendError> {
+        self.guarded(self.inner.store.acquire(key, token, ttl))
+            .await
+    }
+
+    /// Stores encoded bytes under a full key if `token` holds its lease.
+    pub(crate) async fn fill(
+        &self,
+        key: &str,
+        token: Token,
+        bytes: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.guarded(self.inner.store.fill(key, token, bytes, self.jittered(ttl)))
+            .await
+    }
+
+    /// Ends the lease of a full key if `token` holds it.
+    pub(crate) async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
+        self.guarded(self.inner.store.release(key, token)).await
     }
 
     /// Stores encoded bytes under a full key; a failure is logged and counted.

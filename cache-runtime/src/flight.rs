@@ -1,29 +1,28 @@
 //! In-process single-flight: concurrent misses of one key share one load.
 //!
 //! The first caller to miss becomes the leader and runs its body; callers
-//! that miss while it runs wait for what it publishes: the encoded value
-//! (each waiter decodes its own copy, so values need not be `Clone`), a
-//! null, or a failure. After a failure, or when the leader's future is
-//! dropped, waiters start a new round in which one of them leads, so a
-//! failing source sees one load at a time per key, never a stampede.
+//! that miss while it runs wait for what it publishes: the entry's bytes
+//! (each waiter decodes its own copy, so values need not be `Clone`), or a
+//! failure. After a failure, or when the leader's future is dropped,
+//! waiters start a new round in which one of them leads, so a failing
+//! source sees one load at a time per key, never a stampede.
 //!
-//! An invalidation that lands while a load is in flight marks the flight;
-//! its leader then does not store what it loaded, which may predate the
-//! write that caused the invalidation.
+//! An invalidation detaches the flight of its keys: callers arriving after
+//! it start a new load rather than wait for one that may have read the
+//! source before the write. (Whether the old load may store is the lease's
+//! business: the invalidation deleted it.)
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 /// What a leader tells its waiters.
 #[derive(Debug, Clone)]
 pub(crate) enum Shared {
-    /// The loaded value, encoded as stored.
-    Value(Bytes),
-    /// The body returned `None`.
-    Null,
+    /// The entry the load produced, encoded as stored: a value or a null
+    /// marker.
+    Entry(Bytes),
     /// The body failed, or the leader went away: try again.
     Retry,
 }
@@ -31,7 +30,6 @@ pub(crate) enum Shared {
 #[derive(Debug)]
 struct Flight {
     tx: watch::Sender<Option<Shared>>,
-    invalidated: AtomicBool,
 }
 
 /// The loads in flight in one cache, by key.
@@ -63,7 +61,6 @@ impl Flights {
         }
         let flight = Arc::new(Flight {
             tx: watch::Sender::new(None),
-            invalidated: AtomicBool::new(false),
         });
         map.insert(key.to_owned(), Arc::clone(&flight));
         Role::Leader(Leader {
@@ -73,18 +70,16 @@ impl Flights {
         })
     }
 
-    /// Marks the loads in flight for `keys` as invalidated and detaches
-    /// them: a caller arriving after the invalidation starts a new load
-    /// instead of waiting for a value read before the write.
+    /// Detaches the loads in flight for `keys`: a caller arriving after the
+    /// invalidation starts a new load instead of waiting for a value read
+    /// before the write. Callers already waiting keep waiting.
     pub(crate) fn invalidate(&self, keys: &[String]) {
         let mut map = self.lock();
         if map.is_empty() {
             return;
         }
         for key in keys {
-            if let Some(flight) = map.remove(key.as_str()) {
-                flight.invalidated.store(true, Ordering::SeqCst);
-            }
+            map.remove(key.as_str());
         }
     }
 
@@ -106,11 +101,6 @@ impl Leader<'_> {
     /// Hands the outcome to every waiter, present and joining.
     pub(crate) fn publish(&self, shared: Shared) {
         self.flight.tx.send_replace(Some(shared));
-    }
-
-    /// Whether an invalidation of the key arrived since the flight began.
-    pub(crate) fn invalidated(&self) -> bool {
-        self.flight.invalidated.load(Ordering::SeqCst)
     }
 }
 
@@ -159,7 +149,7 @@ mod tests {
         let Role::Waiter(w1) = flights.join("k") else {
             panic!("second caller waits")
         };
-        leader.publish(Shared::Value(Bytes::from_static(b"v")));
+        leader.publish(Shared::Entry(Bytes::from_static(b"v")));
         // A caller joining after publication, before the leader is gone.
         let Role::Waiter(w2) = flights.join("k") else {
             panic!("still in flight")
@@ -167,7 +157,7 @@ mod tests {
         drop(leader);
         assert_eq!(flights.len(), 0);
         for w in [w1, w2] {
-            assert!(matches!(w.outcome().await, Shared::Value(b) if b == "v"));
+            assert!(matches!(w.outcome().await, Shared::Entry(b) if b == "v"));
         }
         assert!(
             matches!(flights.join("k"), Role::Leader(_)),
@@ -187,17 +177,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn invalidation_marks_and_detaches_only_its_keys() {
+    async fn invalidation_detaches_only_its_keys() {
         let flights = Flights::default();
         let Role::Leader(a) = flights.join("a") else {
             panic!()
         };
-        let Role::Leader(b) = flights.join("b") else {
+        let Role::Leader(_b) = flights.join("b") else {
             panic!()
         };
         flights.invalidate(&["a".to_owned(), "zzz".to_owned()]);
-        assert!(a.invalidated());
-        assert!(!b.invalidated());
         let Role::Leader(a2) = flights.join("a") else {
             panic!("a caller after the invalidation must not wait for the old load")
         };

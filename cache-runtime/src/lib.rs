@@ -41,12 +41,13 @@ mod error;
 mod flight;
 mod invalidate;
 mod key;
+mod lease;
 mod pending;
 mod shape;
 mod spec;
 mod stats;
 
-pub use builder::CacheBuilder;
+pub use builder::{CacheBuilder, MemoryStore};
 pub use cache::Cache;
 pub use cache_macros::{cached, invalidates};
 pub use default::{default_cache, set_default, try_set_default};

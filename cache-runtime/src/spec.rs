@@ -1,6 +1,12 @@
 //! [`Spec`]: the per-function options the macros pass to the runtime.
 
+use crate::builder::Config;
 use std::time::Duration;
+
+/// How much longer than the lease TTL a caller waits for another caller's
+/// load by default: long enough for a crashed holder's lease to expire
+/// while its waiters still wait, so that one of them takes over.
+const WAIT_PAST_LEASE: Duration = Duration::from_secs(1);
 
 /// The options of one annotated function. Built by generated code with
 /// `const` calls; `None` means "the cache's default".
@@ -12,6 +18,14 @@ pub struct Spec {
     pub ttl: Option<Duration>,
     /// Time to live of a cached `None`; zero turns negative caching off.
     pub null_ttl: Option<Duration>,
+    /// Whether misses are coordinated: one load per key in this process
+    /// (single-flight) and across processes (lease). `true` by default.
+    pub lock: bool,
+    /// How long a lease lasts: past it, another caller may load.
+    pub lease_ttl: Option<Duration>,
+    /// The longest a caller waits for another caller's load before it runs
+    /// the body itself (and does not store the result).
+    pub lease_wait: Option<Duration>,
 }
 
 impl Spec {
@@ -21,6 +35,9 @@ impl Spec {
             name,
             ttl: None,
             null_ttl: None,
+            lock: true,
+            lease_ttl: None,
+            lease_wait: None,
         }
     }
 
@@ -39,6 +56,37 @@ impl Spec {
     pub const fn null_ttl_ms(mut self, ms: u64) -> Spec {
         self.null_ttl = Some(Duration::from_millis(ms));
         self
+    }
+
+    /// Turns miss coordination (single-flight and lease) on or off.
+    pub const fn lock(mut self, lock: bool) -> Spec {
+        self.lock = lock;
+        self
+    }
+
+    /// Sets the lease TTL in milliseconds.
+    pub const fn lease_ttl_ms(mut self, ms: u64) -> Spec {
+        self.lease_ttl = Some(Duration::from_millis(ms));
+        self
+    }
+
+    /// Sets the longest wait for another caller's load, in milliseconds.
+    pub const fn lease_wait_ms(mut self, ms: u64) -> Spec {
+        self.lease_wait = Some(Duration::from_millis(ms));
+        self
+    }
+
+    /// The lease TTL: the function's, else the cache's.
+    pub(crate) fn lease_ttl(&self, config: &Config) -> Duration {
+        self.lease_ttl.unwrap_or(config.lease_ttl)
+    }
+
+    /// The longest wait for another caller's load: the function's, else the
+    /// cache's, else the lease TTL plus a second.
+    pub(crate) fn lease_wait(&self, config: &Config) -> Duration {
+        self.lease_wait
+            .or(config.lease_wait)
+            .unwrap_or_else(|| self.lease_ttl(config).saturating_add(WAIT_PAST_LEASE))
     }
 
     /// The TTL of a value, given the cache's default.
@@ -79,5 +127,33 @@ mod tests {
             9 * S,
             "an explicit null_ttl stands"
         );
+    }
+
+    #[test]
+    fn lease_settings_fall_back_to_the_cache_then_follow_the_lease_ttl() {
+        let config = crate::Cache::memory().inner.config.clone();
+        let spec = Spec::new("f");
+        assert!(spec.lock);
+        assert_eq!(spec.lease_ttl(&config), 5 * S);
+        assert_eq!(spec.lease_wait(&config), 6 * S);
+        let long = Spec::new("f").lease_ttl_ms(30_000);
+        assert_eq!(
+            long.lease_wait(&config),
+            31 * S,
+            "waiters outlast a longer lease"
+        );
+        let explicit = long.lease_wait_ms(2_000);
+        assert_eq!(explicit.lease_wait(&config), 2 * S);
+        let cache_wide = crate::Cache::builder()
+            .lease_ttl(2 * S)
+            .lease_wait(10 * S)
+            .memory()
+            .inner
+            .config
+            .clone();
+        assert_eq!(spec.lease_ttl(&cache_wide), 2 * S);
+        assert_eq!(spec.lease_wait(&cache_wide), 10 * S);
+        assert_eq!(explicit.lease_wait(&cache_wide), 2 * S);
+        assert!(!Spec::new("f").lock(false).lock);
     }
 }

@@ -19,9 +19,20 @@ pub struct CacheStats {
     pub loads: u64,
     /// Loads whose body failed (`Err`); their result was not cached.
     pub load_failures: u64,
-    /// Callers answered by another caller's load of the same key
-    /// (in-process single-flight) instead of running the body.
+    /// Callers answered by another caller's load of the same key instead
+    /// of running the body: one in this process (single-flight), or one in
+    /// another process or cache that held the key's lease.
     pub coalesced: u64,
+    /// Misses that found another process (or another cache on the same
+    /// memory store) loading the key, and waited for its lease.
+    pub lease_waits: u64,
+    /// Callers that waited `lease_wait` for another caller's load, then ran
+    /// the body themselves and did not store the result.
+    pub wait_timeouts: u64,
+    /// Loads whose lease was gone when they finished (the key was
+    /// invalidated or written meanwhile, or the lease expired): their
+    /// result was returned but not stored, as it may predate the write.
+    pub lease_lost: u64,
     /// Backend calls that failed or timed out.
     pub errors: u64,
     /// Backend calls skipped while the circuit breaker was open.
@@ -41,6 +52,9 @@ pub(crate) struct Counters {
     pub(crate) loads: AtomicU64,
     pub(crate) load_failures: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) lease_waits: AtomicU64,
+    pub(crate) wait_timeouts: AtomicU64,
+    pub(crate) lease_lost: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
@@ -62,6 +76,9 @@ impl Counters {
             loads: self.loads.load(Relaxed),
             load_failures: self.load_failures.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),
+            lease_waits: self.lease_waits.load(Relaxed),
+            wait_timeouts: self.wait_timeouts.load(Relaxed),
+            lease_lost: self.lease_lost.load(Relaxed),
             errors: self.errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),

@@ -1,5 +1,5 @@
 //! The embedded backend: a sharded in-process map with per-entry TTL and a
-//! bound on the number of entries.
+//! bound on the number of entries, and the leases of its keys.
 //!
 //! Expired entries are dropped when read, and a few random entries are
 //! checked for expiry on every write, so expired entries that are never read
@@ -8,16 +8,25 @@
 //! the least recently used of the samples (the approximation Redis uses for
 //! `allkeys-lru`). Time is `tokio::time::Instant`, so tests that pause
 //! tokio's clock can move expiry forward without waiting.
+//!
+//! A key's lease lives in the key's own shard, in a map beside the entries,
+//! so that one lock makes each lease operation atomic. Leases are not
+//! entries: they do not count towards `max_entries` and are never evicted;
+//! each ends when filled, released, deleted with its key, or at its TTL.
 
-use super::{Backend, BackendError};
+use super::{Acquire, Backend, BackendError, Token};
 use bytes::Bytes;
 use indexmap::IndexMap;
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How many random entries one eviction or expiry pass looks at.
 const SAMPLES: usize = 5;
+
+/// A shard drops its expired leases when it holds more than this many.
+const LEASE_SWEEP: usize = 1_024;
 
 #[derive(Debug)]
 struct Entry {
@@ -27,8 +36,16 @@ struct Entry {
 }
 
 #[derive(Debug)]
+struct Lease {
+    token: Token,
+    expires_at: Instant,
+}
+
+#[derive(Debug)]
 struct Shard {
     map: IndexMap<String, Entry>,
+    /// Leases by the key they fill.
+    leases: HashMap<String, Lease>,
     clock: u64,
     rng: fastrand::Rng,
 }
@@ -78,6 +95,53 @@ impl Shard {
         };
         self.map.swap_remove_index(i);
     }
+
+    /// The live entry of `key`, marked as used; an expired one is dropped.
+    fn live(&mut self, key: &str, now: Instant) -> Option<Bytes> {
+        let tick = self.tick();
+        let i = self.map.get_index_of(key)?;
+        let entry = &mut self.map[i];
+        if entry.expires_at <= now {
+            self.map.swap_remove_index(i);
+            return None;
+        }
+        entry.last_used = tick;
+        Some(entry.value.clone())
+    }
+
+    /// Stores an entry, evicting one when the shard is over `capacity`.
+    fn insert(&mut self, key: &str, value: Bytes, ttl: Duration, now: Instant, capacity: usize) {
+        self.expire_some(now);
+        let last_used = self.tick();
+        let entry = Entry {
+            value,
+            // Callers cap TTLs at MAX_TTL; never panic on an overflow anyway.
+            expires_at: deadline(now, ttl),
+            last_used,
+        };
+        // Replacing an entry keeps its key: no allocation.
+        let i = match self.map.get_full_mut(key) {
+            Some((i, _, slot)) => {
+                *slot = entry;
+                i
+            }
+            None => self.map.insert_full(key.to_owned(), entry).0,
+        };
+        if self.map.len() > capacity {
+            self.evict_one(now, i);
+        }
+    }
+
+    /// Whether `token` holds a live lease on `key`.
+    fn holds(&self, key: &str, token: Token, now: Instant) -> bool {
+        self.leases
+            .get(key)
+            .is_some_and(|l| l.token == token && l.expires_at > now)
+    }
+}
+
+fn deadline(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl).unwrap_or(now + crate::MAX_TTL)
 }
 
 /// In-process storage with TTL expiry and a bounded number of entries.
@@ -98,6 +162,7 @@ impl MemoryBackend {
                 .map(|i| {
                     Mutex::new(Shard {
                         map: IndexMap::new(),
+                        leases: HashMap::new(),
                         clock: 0,
                         rng: fastrand::Rng::with_seed(0x9e37_79b9 ^ i as u64),
                     })
@@ -118,8 +183,9 @@ impl MemoryBackend {
             }
             (h as usize) & (self.shards.len() - 1)
         };
-        // A panic while holding the lock cannot leave a shard half-written:
-        // every mutation is a single map call. Keep serving.
+        // A panic while holding the lock cannot leave a shard inconsistent:
+        // each step of a mutation leaves a state that callers could have
+        // made (an entry replaced or removed, a lease ended). Keep serving.
         self.shards[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -142,42 +208,21 @@ impl MemoryBackend {
 
 impl Backend for MemoryBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
-        let now = Instant::now();
-        let mut shard = self.shard(key);
-        let tick = shard.tick();
-        let Some(i) = shard.map.get_index_of(key) else {
-            return Ok(None);
-        };
-        let entry = &mut shard.map[i];
-        if entry.expires_at <= now {
-            shard.map.swap_remove_index(i);
-            return Ok(None);
-        }
-        entry.last_used = tick;
-        Ok(Some(entry.value.clone()))
+        Ok(self.shard(key).live(key, Instant::now()))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
-        let now = Instant::now();
         let mut shard = self.shard(key);
-        shard.expire_some(now);
-        let last_used = shard.tick();
-        let entry = Entry {
-            value,
-            // Callers cap TTLs at MAX_TTL; never panic on an overflow anyway.
-            expires_at: now.checked_add(ttl).unwrap_or(now + crate::MAX_TTL),
-            last_used,
-        };
-        let (i, _) = shard.map.insert_full(key.to_owned(), entry);
-        if shard.map.len() > self.shard_capacity {
-            shard.evict_one(now, i);
-        }
+        shard.leases.remove(key);
+        shard.insert(key, value, ttl, Instant::now(), self.shard_capacity);
         Ok(())
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         for key in keys {
-            self.shard(key).map.swap_remove(key.as_str());
+            let mut shard = self.shard(key);
+            shard.map.swap_remove(key.as_str());
+            shard.leases.remove(key.as_str());
         }
         Ok(())
     }
@@ -190,6 +235,56 @@ impl Backend for MemoryBackend {
             .get(key)
             .filter(|e| e.expires_at > now)
             .map(|e| e.expires_at - now))
+    }
+
+    async fn acquire(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<Acquire, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if let Some(value) = shard.live(key, now) {
+            return Ok(Acquire::Value(value));
+        }
+        if shard.leases.get(key).is_some_and(|l| l.expires_at > now) {
+            return Ok(Acquire::Wait);
+        }
+        if shard.leases.len() >= LEASE_SWEEP {
+            shard.leases.retain(|_, l| l.expires_at > now);
+        }
+        let lease = Lease {
+            token,
+            expires_at: deadline(now, ttl),
+        };
+        shard.leases.insert(key.to_owned(), lease);
+        Ok(Acquire::Granted)
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if !shard.holds(key, token, now) {
+            return Ok(false);
+        }
+        shard.leases.remove(key);
+        shard.insert(key, value, ttl, now, self.shard_capacity);
+        Ok(true)
+    }
+
+    async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
+        let mut shard = self.shard(key);
+        if shard.leases.get(key).is_some_and(|l| l.token == token) {
+            shard.leases.remove(key);
+        }
+        Ok(())
     }
 }
 
@@ -271,5 +366,61 @@ mod tests {
                 .unwrap();
         }
         assert!(m.len() < 2_300, "expired entries linger: {}", m.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_is_granted_once_and_only_its_holder_fills() {
+        let m = MemoryBackend::new(100);
+        let ttl = Duration::from_secs(60);
+        let (a, t2) = (Token(1), Token(2));
+        assert_eq!(m.acquire("k", a, ttl).await.unwrap(), Acquire::Granted);
+        assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Wait);
+        assert!(
+            !m.fill("k", t2, b("x"), ttl).await.unwrap(),
+            "not b's lease"
+        );
+        assert!(m.fill("k", a, b("v"), ttl).await.unwrap());
+        assert!(
+            !m.fill("k", a, b("w"), ttl).await.unwrap(),
+            "a fill ends the lease"
+        );
+        assert_eq!(
+            m.acquire("k", t2, ttl).await.unwrap(),
+            Acquire::Value(b("v"))
+        );
+        assert_eq!(m.len(), 1, "a lease is not an entry");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_and_deletes_cancel_the_lease_and_it_expires() {
+        let m = MemoryBackend::new(100);
+        let ttl = Duration::from_secs(60);
+        let (a, t2, c) = (Token(1), Token(2), Token(3));
+        m.acquire("k", a, ttl).await.unwrap();
+        m.delete(&["k".into()]).await.unwrap();
+        assert!(!m.fill("k", a, b("old"), ttl).await.unwrap(), "deleted");
+        assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Granted);
+        m.set("k", b("new"), ttl).await.unwrap();
+        assert!(
+            !m.fill("k", t2, b("old"), ttl).await.unwrap(),
+            "overwritten"
+        );
+        assert_eq!(m.get("k").await.unwrap(), Some(b("new")));
+        m.delete(&["k".into()]).await.unwrap();
+        assert_eq!(
+            m.acquire("k", c, Duration::from_secs(1)).await.unwrap(),
+            Acquire::Granted
+        );
+        m.release("k", a).await.unwrap();
+        assert_eq!(
+            m.acquire("k", a, ttl).await.unwrap(),
+            Acquire::Wait,
+            "not a's to release"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!m.fill("k", c, b("late"), ttl).await.unwrap(), "expired");
+        assert_eq!(m.acquire("k", a, ttl).await.unwrap(), Acquire::Granted);
+        m.release("k", a).await.unwrap();
+        assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Granted);
     }
 }

@@ -1,12 +1,15 @@
 //! Where entries live. Both backends keep the same semantics: every entry
 //! has a TTL and is gone once it passes, `set` replaces, `delete` removes a
-//! batch of keys. The [`Backend`] trait is that contract; [`Store`]
-//! dispatches to the backend a [`Cache`](crate::Cache) was built with.
+//! batch of keys; and each key may have one lease (see `crate::lease`): a
+//! token with its own TTL that entitles its holder to fill the key. The
+//! [`Backend`] trait is that contract; [`Store`] dispatches to the backend a
+//! [`Cache`](crate::Cache) was built with.
 
 pub(crate) mod memory;
 pub(crate) mod redis;
 
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A failed backend call. Never reaches the caller of a cached function:
@@ -35,22 +38,68 @@ impl BackendError {
     }
 }
 
+/// A lease token: random, so that a holder whose lease was deleted or
+/// expired cannot mistake someone else's lease for its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token(pub(crate) u64);
+
+impl Token {
+    pub(crate) fn random() -> Token {
+        Token(fastrand::u64(1..))
+    }
+}
+
+/// What [`Backend::acquire`] found.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Acquire {
+    /// The key holds an entry (a value or a null marker): nothing to load.
+    Value(Bytes),
+    /// No entry and no lease: the caller now holds the lease.
+    Granted,
+    /// No entry, and someone else holds the lease.
+    Wait,
+}
+
 /// The operations a backend provides.
 pub(crate) trait Backend: Send + Sync {
     /// The stored bytes of `key`, or `None` when absent or expired.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError>;
-    /// Stores `value` under `key` for `ttl`, replacing what was there.
+    /// Stores `value` under `key` for `ttl`, replacing what was there, and
+    /// cancels the key's lease: a load in flight that read the source
+    /// before this write cannot overwrite it.
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError>;
-    /// Removes every key of `keys`; absent keys are not an error.
+    /// Removes every key of `keys` and their leases, atomically per key;
+    /// absent keys are not an error.
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError>;
     /// The time `key` has left to live, or `None` when absent.
     async fn ttl(&self, key: &str) -> Result<Option<Duration>, BackendError>;
+    /// In one atomic step: the entry of `key` if there is one; else the
+    /// lease for `token` for `ttl` if no lease is out; else "wait".
+    async fn acquire(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<Acquire, BackendError>;
+    /// In one atomic step: if `token` holds the lease of `key`, stores
+    /// `value` for `ttl`, ends the lease and returns `true`; else changes
+    /// nothing and returns `false`.
+    async fn fill(
+        &self,
+        key: &str,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+    /// Ends the lease of `key` if `token` holds it.
+    async fn release(&self, key: &str, token: Token) -> Result<(), BackendError>;
 }
 
-/// The backend of one cache.
+/// The backend of one cache. An in-memory store may be shared by several
+/// caches (see [`MemoryStore`](crate::MemoryStore)).
 #[derive(Debug)]
 pub(crate) enum Store {
-    Memory(memory::MemoryBackend),
+    Memory(Arc<memory::MemoryBackend>),
     Redis(redis::RedisBackend),
 }
 
@@ -75,5 +124,25 @@ impl Backend for Store {
     }
     async fn ttl(&self, key: &str) -> Result<Option<Duration>, BackendError> {
         dispatch!(self, b => b.ttl(key).await)
+    }
+    async fn acquire(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<Acquire, BackendError> {
+        dispatch!(self, b => b.acquire(key, token, ttl).await)
+    }
+    async fn fill(
+        &self,
+        key: &str,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        dispatch!(self, b => b.fill(key, token, value, ttl).await)
+    }
+    async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
+        dispatch!(self, b => b.release(key, token).await)
     }
 }

@@ -1,12 +1,59 @@
 //! The Redis backend: one multiplexed connection (`ConnectionManager`, which
 //! reconnects by itself after a failure), shared by every clone of the cache.
 //! Every call is bounded by the cache's operation timeout.
+//!
+//! The lease of key `K` lives at `{K}:lease`. Keys never contain braces
+//! (values are escaped, templates and namespaces may not hold them), so
+//! the braces are a Redis Cluster hash tag that puts the lease in `K`'s own
+//! slot, and no value key (they start with the namespace) can be a lease
+//! key (they start with `{`). The lease scripts run by `EVALSHA`, loading
+//! themselves on `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 
-use super::{Backend, BackendError};
+use super::{Acquire, Backend, BackendError, Token};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script, Value};
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+/// KEYS: value, lease. ARGV: token, lease TTL (ms). Returns the entry's
+/// bytes, 1 (lease granted) or 0 (wait).
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+if v then return v end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0",
+    )
+});
+
+/// KEYS: value, lease. ARGV: token, value, TTL (ms). Returns 1 when stored.
+static FILL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1",
+    )
+});
+
+/// KEYS: lease. ARGV: token.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0",
+    )
+});
+
+/// The key of `key`'s lease.
+pub(crate) fn lease_key(key: &str) -> String {
+    let mut lease = String::with_capacity(key.len() + 8);
+    lease.push('{');
+    lease.push_str(key);
+    lease.push_str("}:lease");
+    lease
+}
 
 /// A Redis server reached through one multiplexed, self-reconnecting
 /// connection.
@@ -34,7 +81,7 @@ impl RedisBackend {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
-            // Each call is bounded by `run`'s own timeout: one timer per
+            // Each call is bounded by `call`'s own timeout: one timer per
             // call, not two (a second one cost ~5% on the hit path).
             .set_response_timeout(None)
             // Reconnect attempts happen in the background; a call made
@@ -49,9 +96,18 @@ impl RedisBackend {
         Ok(RedisBackend { conn, timeout })
     }
 
+    /// Runs `f` on a handle of the shared connection, within the timeout.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        Ok(bounded(self.timeout, f(self.conn.clone())).await??)
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BackendError> {
-        let mut conn = self.conn.clone();
-        Ok(bounded(self.timeout, cmd.query_async(&mut conn)).await??)
+        self.call(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
     }
 }
 
@@ -66,6 +122,15 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// A reply Redis never sends for these commands.
+fn unexpected(what: &str, reply: &Value) -> BackendError {
+    BackendError::Redis(redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        format!("{what}: {reply:?}"),
+    )))
+}
+
 impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
         let value: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(key)).await?;
@@ -73,26 +138,100 @@ impl Backend for RedisBackend {
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
-        self.run::<()>(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg("PX")
-                .arg(millis(ttl)),
-        )
-        .await
+        // Two commands, one round trip. Not a transaction, and it needs
+        // none: a fill lands either before the SET (which replaces it) or
+        // after the DEL (and finds no lease).
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(lease_key(key)).ignore();
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(value.as_ref())
+            .arg("PX")
+            .arg(millis(ttl))
+            .ignore();
+        self.call(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         if keys.is_empty() {
             return Ok(());
         }
-        self.run::<()>(redis::cmd("DEL").arg(keys)).await
+        // One DEL: atomic, so no holder can fill between the two deletes.
+        let mut cmd = redis::cmd("DEL");
+        for key in keys {
+            cmd.arg(key).arg(lease_key(key));
+        }
+        self.run::<()>(&cmd).await
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>, BackendError> {
         let ms: i64 = self.run(redis::cmd("PTTL").arg(key)).await?;
         // -2: no such key; -1: no expiry (never written by this library).
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
+    async fn acquire(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<Acquire, BackendError> {
+        let mut invocation = ACQUIRE.prepare_invoke();
+        invocation
+            .key(key)
+            .key(lease_key(key))
+            .arg(token.0)
+            .arg(millis(ttl));
+        let reply: Value = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match reply {
+            Value::BulkString(bytes) => Ok(Acquire::Value(Bytes::from(bytes))),
+            Value::Int(1) => Ok(Acquire::Granted),
+            Value::Int(0) => Ok(Acquire::Wait),
+            other => Err(unexpected("lease acquire", &other)),
+        }
+    }
+
+    async fn fill(
+        &self,
+        key: &str,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut invocation = FILL.prepare_invoke();
+        invocation
+            .key(key)
+            .key(lease_key(key))
+            .arg(token.0)
+            .arg(value.as_ref())
+            .arg(millis(ttl));
+        let stored: i64 = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation.key(lease_key(key)).arg(token.0);
+        self.call(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_shares_its_keys_cluster_slot_and_never_names_a_value() {
+        let lease = lease_key(r"app:v1:user:1\:x");
+        assert_eq!(lease, r"{app:v1:user:1\:x}:lease");
+        // Redis Cluster hashes what is between the first `{` and the next `}`.
+        let tag = &lease[1..lease.find('}').unwrap()];
+        assert_eq!(tag, r"app:v1:user:1\:x");
     }
 }

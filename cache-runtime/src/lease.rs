@@ -1,0 +1,272 @@
+//! Leases, after Facebook's memcache leases (NSDI 2013): one load per key
+//! across every process that shares a backend, and no stale value stored by
+//! a load that raced a write.
+//!
+//! A caller that misses asks for the key's lease in one atomic step that
+//! also re-checks the entry ([`Backend::acquire`](crate::backend::Backend::acquire)):
+//! it gets the entry, the lease (a random token with its own TTL), or "wait".
+//! The holder runs the body and stores its result only if its token still
+//! holds the lease ([`Lease::fill`]). Every delete removes the key's lease
+//! with its entry, so a holder that read the source before a write cannot
+//! store what it read (the stale-set race of cache-aside), and a write
+//! cancels the lease too.
+//!
+//! Callers that find the lease out poll with backoff until the entry
+//! appears, or the lease becomes theirs (its holder failed, crashed, or was
+//! cancelled by an invalidation), or their deadline passes: then they run
+//! the body themselves and do not store the result. No caller waits
+//! without bound, and none fails because of a lease: a backend that does
+//! not answer means the body answers, unstored.
+
+use crate::backend::{Acquire, Token};
+use crate::stats::bump;
+use crate::Cache;
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The first pause between two polls of a lease.
+const FIRST_PAUSE: Duration = Duration::from_millis(2);
+/// The longest pause between two polls: a waiter sees a filled entry at
+/// most this long (plus a round trip) after it lands.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// What [`obtain`] came back with.
+pub(crate) enum Obtained<'a> {
+    /// The entry appeared (another caller filled it): its bytes.
+    Entry(Bytes),
+    /// The lease is ours: load, then fill or release it.
+    Lease(Lease<'a>),
+    /// Another caller held the lease until our deadline.
+    TimedOut,
+    /// The backend failed or was skipped.
+    Unavailable,
+}
+
+/// Asks for the lease of `key` for `ttl`, polling while another caller
+/// holds it, until `deadline`.
+pub(crate) async fn obtain<'a>(
+    cache: &'a Cache,
+    key: &'a str,
+    ttl: Duration,
+    deadline: Instant,
+) -> Obtained<'a> {
+    let token = Token::random();
+    let mut backoff = Backoff::new();
+    let mut waited = false;
+    loop {
+        match cache.acquire(key, token, ttl).await {
+            Ok(Acquire::Value(bytes)) => return Obtained::Entry(bytes),
+            Ok(Acquire::Granted) => {
+                return Obtained::Lease(Lease {
+                    cache,
+                    key,
+                    token,
+                    armed: true,
+                })
+            }
+            Ok(Acquire::Wait) => {
+                if !waited {
+                    waited = true;
+                    bump(&cache.inner.counters.lease_waits);
+                    tracing::debug!(key, "another caller holds the lease; waiting for its load");
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Obtained::TimedOut;
+                }
+                // The last pause ends at the deadline, for one last look.
+                tokio::time::sleep(backoff.pause().min(deadline - now)).await;
+            }
+            Err(e) => {
+                if !e.is_skip() {
+                    tracing::warn!(key, error = %e, "lease request failed; the body answers, unstored");
+                }
+                return Obtained::Unavailable;
+            }
+        }
+    }
+}
+
+/// A held lease. Fill or release it; if the holder's future is dropped
+/// first (a cancelled request), the lease is released in the background,
+/// so that waiters need not wait for its TTL.
+pub(crate) struct Lease<'a> {
+    cache: &'a Cache,
+    key: &'a str,
+    token: Token,
+    armed: bool,
+}
+
+impl Lease<'_> {
+    /// Stores `bytes` for `ttl` if the lease still holds, and ends it.
+    pub(crate) async fn fill(mut self, bytes: Bytes, ttl: Duration) {
+        let filled = self.cache.fill(self.key, self.token, bytes, ttl).await;
+        self.armed = false;
+        match filled {
+            Ok(true) => {}
+            Ok(false) => {
+                bump(&self.cache.inner.counters.lease_lost);
+                tracing::debug!(
+                    key = self.key,
+                    "lease lost during the load (invalidated, overwritten or expired); not storing"
+                );
+            }
+            Err(e) => {
+                if !e.is_skip() {
+                    tracing::warn!(key = self.key, error = %e, "cache write failed; the value is not cached");
+                }
+            }
+        }
+    }
+
+    /// Ends the lease without storing, so that another caller may load.
+    pub(crate) async fn release(mut self) {
+        let _ = self.cache.release(self.key, self.token).await;
+        self.armed = false;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // No runtime to release on: the lease ends at its TTL.
+        };
+        let (cache, key, token) = (self.cache.clone(), self.key.to_owned(), self.token);
+        runtime.spawn(async move {
+            let _ = cache.release(&key, token).await;
+        });
+    }
+}
+
+/// Pauses between polls: doubling from [`FIRST_PAUSE`] to [`MAX_PAUSE`],
+/// each shortened by a random fraction up to a half, so that waiters in
+/// several processes do not poll in step.
+struct Backoff {
+    base: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { base: FIRST_PAUSE }
+    }
+
+    fn pause(&mut self) -> Duration {
+        let pause = self.base.mul_f64(1.0 - 0.5 * fastrand::f64());
+        self.base = (self.base * 2).min(MAX_PAUSE);
+        pause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_to_a_cap_and_are_jittered() {
+        let mut backoff = Backoff::new();
+        let pauses: Vec<Duration> = (0..40).map(|_| backoff.pause()).collect();
+        assert!(pauses[0] <= FIRST_PAUSE && pauses[0] >= FIRST_PAUSE / 2);
+        assert!(pauses
+            .iter()
+            .all(|p| *p <= MAX_PAUSE && *p >= FIRST_PAUSE / 2));
+        let late = &pauses[10..];
+        assert!(late.iter().all(|p| *p >= MAX_PAUSE / 2), "{late:?}");
+        assert!(
+            late.iter().any(|p| *p != late[0]),
+            "jittered, not in step: {late:?}"
+        );
+        // 100 ms of waiting takes a handful of polls, not hundreds.
+        let mut backoff = Backoff::new();
+        let mut waited = Duration::ZERO;
+        let mut polls = 0;
+        while waited < Duration::from_millis(100) {
+            waited += backoff.pause();
+            polls += 1;
+        }
+        assert!(polls <= 12, "{polls} polls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_holder_then_waiters_until_it_fills_or_releases() {
+        let cache = Cache::memory();
+        let key = "k";
+        let ttl = Duration::from_secs(5);
+        let far = Instant::now() + Duration::from_secs(60);
+        let Obtained::Lease(lease) = obtain(&cache, key, ttl, far).await else {
+            panic!("the first caller gets the lease");
+        };
+        // A second caller waits until its deadline while the lease is out.
+        let soon = Instant::now() + Duration::from_millis(300);
+        assert!(matches!(
+            obtain(&cache, key, ttl, soon).await,
+            Obtained::TimedOut
+        ));
+        assert_eq!(Instant::now(), soon, "it waited exactly until its deadline");
+        assert_eq!(cache.stats().lease_waits, 1);
+        lease.release().await;
+        let Obtained::Lease(lease) = obtain(&cache, key, ttl, far).await else {
+            panic!("a released lease is granted again at once");
+        };
+        lease.fill(Bytes::from_static(b"v"), ttl).await;
+        assert!(matches!(obtain(&cache, key, ttl, far).await, Obtained::Entry(b) if b == "v"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_passes_to_a_waiter() {
+        let cache = Cache::memory();
+        let ttl = Duration::from_secs(1);
+        let far = Instant::now() + Duration::from_secs(60);
+        let Obtained::Lease(crashed) = obtain(&cache, "k", ttl, far).await else {
+            panic!()
+        };
+        std::mem::forget(crashed); // its holder never comes back
+        let start = Instant::now();
+        assert!(matches!(
+            obtain(&cache, "k", ttl, far).await,
+            Obtained::Lease(_)
+        ));
+        let waited = Instant::now() - start;
+        assert!(
+            waited >= ttl && waited <= ttl + MAX_PAUSE,
+            "taken over {waited:?} after the crash"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_holder_releases_its_lease() {
+        let cache = Cache::memory();
+        let ttl = Duration::from_secs(60);
+        let far = Instant::now() + ttl;
+        let Obtained::Lease(lease) = obtain(&cache, "k", ttl, far).await else {
+            panic!()
+        };
+        drop(lease);
+        tokio::task::yield_now().await; // the release runs in the background
+        assert!(matches!(
+            obtain(&cache, "k", ttl, far).await,
+            Obtained::Lease(_)
+        ));
+        assert_eq!(cache.stats().lease_waits, 0, "granted without waiting");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidated_lease_does_not_fill() {
+        let cache = Cache::memory();
+        let ttl = Duration::from_secs(60);
+        let far = Instant::now() + ttl;
+        let Obtained::Lease(lease) = obtain(&cache, "k", ttl, far).await else {
+            panic!()
+        };
+        cache.delete(&["k".to_owned()]).await.unwrap();
+        lease.fill(Bytes::from_static(b"old"), ttl).await;
+        assert_eq!(cache.stats().lease_lost, 1);
+        assert!(matches!(
+            obtain(&cache, "k", ttl, far).await,
+            Obtained::Lease(_)
+        ));
+    }
+}
