@@ -54,6 +54,10 @@ pub(crate) struct CachedArgs {
     pub(crate) key: Option<LitStr>,
     pub(crate) ttl_ms: Option<u64>,
     pub(crate) null_ttl_ms: Option<u64>,
+    /// `lock = false` turns miss coordination off.
+    pub(crate) lock: Option<bool>,
+    pub(crate) lease_ttl_ms: Option<u64>,
+    pub(crate) lease_wait_ms: Option<u64>,
     pub(crate) cache: Option<Expr>,
     pub(crate) krate: Option<Path>,
 }
@@ -66,7 +70,17 @@ pub(crate) struct InvalidatesArgs {
     pub(crate) krate: Option<Path>,
 }
 
-const CACHED_NAMES: [&str; 6] = ["strategy", "key", "ttl", "null_ttl", "cache", "crate"];
+const CACHED_NAMES: [&str; 9] = [
+    "strategy",
+    "key",
+    "ttl",
+    "null_ttl",
+    "lock",
+    "lease_ttl",
+    "lease_wait",
+    "cache",
+    "crate",
+];
 const INVALIDATES_NAMES: [&str; 2] = ["cache", "crate"];
 
 fn unknown(errors: &mut Errors, name: &Ident, known: &[&str]) {
@@ -130,6 +144,31 @@ fn duration_ms(errors: &mut Errors, name: &str, value: &Expr) -> Option<u64> {
         .ok()
 }
 
+/// A duration argument that must be greater than zero.
+fn positive_ms(errors: &mut Errors, name: &str, value: &Expr, why: &str) -> Option<u64> {
+    let ms = duration_ms(errors, name, value)?;
+    if ms == 0 {
+        errors.push(
+            value.span(),
+            format!("`{name}` must be greater than zero{why}"),
+        );
+        return None;
+    }
+    Some(ms)
+}
+
+fn boolean(errors: &mut Errors, name: &str, value: &Expr) -> Option<bool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
+        other => {
+            errors.push(other.span(), format!("`{name}` takes `true` or `false`"));
+            None
+        }
+    }
+}
+
 fn krate(errors: &mut Errors, value: &Expr) -> Option<Path> {
     let lit = string(errors, "crate", value)?;
     lit.parse::<Path>()
@@ -146,6 +185,8 @@ impl CachedArgs {
     pub(crate) fn from_items(items: Vec<Item>, errors: &mut Errors) -> Self {
         let mut args = CachedArgs::default();
         let mut seen = Seen::default();
+        // Lease settings, to refuse them next to `lock = false`.
+        let mut lease_settings = Vec::new();
         for item in items {
             let (name, value) = match item {
                 Item::Named(name, value) => (name, value),
@@ -170,17 +211,38 @@ impl CachedArgs {
                 }
                 "key" => args.key = string(errors, "key", &value),
                 "ttl" => {
-                    args.ttl_ms = duration_ms(errors, "ttl", &value);
-                    if args.ttl_ms == Some(0) {
-                        errors.push(
-                            value.span(),
-                            "`ttl` must be greater than zero: every entry expires (to not cache `None`, set `null_ttl = 0`)",
-                        );
-                    }
+                    args.ttl_ms = positive_ms(
+                        errors,
+                        "ttl",
+                        &value,
+                        ": every entry expires (to not cache `None`, set `null_ttl = 0`)",
+                    );
                 }
                 "null_ttl" => args.null_ttl_ms = duration_ms(errors, "null_ttl", &value),
+                "lock" => args.lock = boolean(errors, "lock", &value),
+                "lease_ttl" => {
+                    lease_settings.push(name);
+                    args.lease_ttl_ms = positive_ms(errors, "lease_ttl", &value, "");
+                }
+                "lease_wait" => {
+                    lease_settings.push(name);
+                    args.lease_wait_ms = positive_ms(
+                        errors,
+                        "lease_wait",
+                        &value,
+                        "; to not wait for other callers' loads at all, set `lock = false`",
+                    );
+                }
                 "cache" => args.cache = Some(value),
                 _ => args.krate = krate(errors, &value),
+            }
+        }
+        if args.lock == Some(false) {
+            for name in lease_settings {
+                errors.push(
+                    name.span(),
+                    format!("`{name}` has no effect with `lock = false`: without a lock there is no lease; remove one of them"),
+                );
             }
         }
         args

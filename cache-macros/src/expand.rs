@@ -198,6 +198,15 @@ pub(crate) fn cached(
     if let Some(ms) = args.null_ttl_ms {
         spec.extend(quote!(.null_ttl_ms(#ms)));
     }
+    if let Some(lock) = args.lock {
+        spec.extend(quote!(.lock(#lock)));
+    }
+    if let Some(ms) = args.lease_ttl_ms {
+        spec.extend(quote!(.lease_ttl_ms(#ms)));
+    }
+    if let Some(ms) = args.lease_wait_ms {
+        spec.extend(quote!(.lease_wait_ms(#ms)));
+    }
     let shape = info.shape.marker();
     let block = &func.block;
     let call = quote! {
