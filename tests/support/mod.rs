@@ -2,7 +2,9 @@
 //! port, stopped when dropped, and a fake database that counts its loads.
 #![allow(dead_code)] // each test binary uses a part of it
 
-use cache_runtime::Cache;
+pub mod stampede;
+
+use cache_runtime::{Cache, MemoryStore};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -229,6 +231,54 @@ pub async fn redis(server: &RedisServer) -> Cache {
         .redis(&server.url())
         .await
         .expect("connect to the test redis-server")
+}
+
+/// Where the caches of a multi-cache test live: every cache made by
+/// [`Shared::cache`] shares the entries and leases, and has its own
+/// in-flight loads, as processes sharing one Redis do.
+pub enum Shared {
+    Memory(MemoryStore),
+    Redis(RedisServer),
+}
+
+impl Shared {
+    /// A new cache on the shared backend (jitter off).
+    pub async fn cache(&self) -> Cache {
+        self.cache_with(Cache::builder()).await
+    }
+
+    /// A new cache on the shared backend from `builder` (jitter off).
+    pub async fn cache_with(&self, builder: cache_runtime::CacheBuilder) -> Cache {
+        let builder = builder.ttl_jitter(0.0);
+        match self {
+            Shared::Memory(store) => builder.memory_store(store),
+            Shared::Redis(server) => builder
+                .redis(&server.url())
+                .await
+                .expect("connect to the test redis-server"),
+        }
+    }
+}
+
+/// Runs a scenario `async fn name(backend: &Shared)` once on a shared
+/// memory store and once on a fresh `redis-server`.
+#[macro_export]
+macro_rules! on_shared_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let store = cache_runtime::MemoryStore::new(100_000);
+                super::$scenario(&$crate::support::Shared::Memory(store)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let server = $crate::support::RedisServer::start();
+                super::$scenario(&$crate::support::Shared::Redis(server)).await;
+            }
+        }
+    )*};
 }
 
 /// Runs a scenario `async fn name(cache: Cache, server: Option<&RedisServer>)`
