@@ -19,32 +19,24 @@ use std::time::Duration;
 
 /// KEYS: value, lease. ARGV: token, lease TTL (ms). Returns the entry's
 /// bytes, 1 (lease granted) or 0 (wait).
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local v = redis.call('GET', KEYS[1])
+const ACQUIRE_LUA: &str = r"local v = redis.call('GET', KEYS[1])
 if v then return v end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0",
-    )
-});
+return 0";
 
 /// KEYS: value, lease. ARGV: token, value, TTL (ms). Returns 1 when stored.
-static FILL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+const FILL_LUA: &str = r"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
-return 1",
-    )
-});
+return 1";
 
 /// KEYS: lease. ARGV: token.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0",
-    )
-});
+const RELEASE_LUA: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
+static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 
 /// The key of `key`'s lease.
 pub(crate) fn lease_key(key: &str) -> String {
@@ -93,7 +85,25 @@ impl RedisBackend {
             ConnectionManager::new_with_config(client, config),
         )
         .await??;
-        Ok(RedisBackend { conn, timeout })
+        let backend = RedisBackend { conn, timeout };
+        backend.load_scripts().await;
+        Ok(backend)
+    }
+
+    /// Loads the lease scripts, so that the first misses need not find
+    /// them missing. Best effort: a server that lost them (restarted,
+    /// flushed) gets them again on first use.
+    async fn load_scripts(&self) {
+        let mut pipe = redis::pipe();
+        for source in [ACQUIRE_LUA, FILL_LUA, RELEASE_LUA] {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+        }
+        let loaded = self
+            .call(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await;
+        if let Err(e) = loaded {
+            tracing::error!(error = %e, "redis refused the lease scripts: misses will not be stored until it accepts EVALSHA and SCRIPT LOAD (or set lock = false)");
+        }
     }
 
     /// Runs `f` on a handle of the shared connection, within the timeout.
