@@ -1,6 +1,6 @@
 //! A tour of `#[cached]` and `#[invalidates]`: a miss, a hit, an
-//! invalidation, a cached `None`, and a stampede of 100 callers collapsed
-//! into one load.
+//! invalidation, a cached `None`, and a stampede of 200 callers on two
+//! application servers collapsed into one load.
 //!
 //! Runs on the embedded in-memory cache with no server at all:
 //!
@@ -14,11 +14,11 @@
 //! REDIS_URL=redis://127.0.0.1:6379/ cargo run --example quickstart
 //! ```
 
-use cache_runtime::{cached, invalidates, Cache};
+use cache_runtime::{cached, invalidates, Cache, MemoryStore};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +58,7 @@ impl Db {
 }
 
 struct Users {
-    db: Db,
+    db: Arc<Db>,
     cache: Cache,
 }
 
@@ -86,21 +86,26 @@ fn show(step: &str, users: &Users, result: &Result<Option<User>, DbError>) {
     );
 }
 
+/// The cache of one application server: on Redis, or in a memory store
+/// that stands in for it.
+async fn connect(store: &MemoryStore) -> Result<Cache, Box<dyn std::error::Error>> {
+    let builder = Cache::builder().namespace("quickstart");
+    Ok(match std::env::var("REDIS_URL") {
+        Ok(url) => builder.redis(&url).await?,
+        Err(_) => builder.memory_store(store),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cache = match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            println!("cache: Redis at {url}");
-            Cache::builder().namespace("quickstart").redis(&url).await?
-        }
-        Err(_) => {
-            println!("cache: in memory (set REDIS_URL to use Redis)");
-            Cache::builder().namespace("quickstart").memory()
-        }
-    };
+    match std::env::var("REDIS_URL") {
+        Ok(url) => println!("cache: Redis at {url}"),
+        Err(_) => println!("cache: in memory (set REDIS_URL to use Redis)"),
+    }
+    let store = MemoryStore::new(10_000);
     let users = Users {
-        db: Db::default(),
-        cache,
+        db: Arc::default(),
+        cache: connect(&store).await?,
     };
     users.db.rename(1, "Ada").map_err(|_| "seed failed")?;
     // Start clean when a Redis kept entries from an earlier run.
@@ -133,13 +138,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &users.get(2).await,
     );
 
+    // A second application server: its own cache handle and loads in
+    // flight, the same Redis (or memory store) and the same database.
+    let other = Users {
+        db: Arc::clone(&users.db),
+        cache: connect(&store).await?,
+    };
     users.cache.invalidate(&["user:1"]).await?;
     let before = users.db.reads.load(Ordering::SeqCst);
     let callers = (0..100).map(|_| users.get(1));
-    let results = futures::future::join_all(callers).await;
+    let other_callers = (0..100).map(|_| other.get(1));
+    let results = futures::future::join_all(callers.chain(other_callers)).await;
     let loads = users.db.reads.load(Ordering::SeqCst) - before;
     let answered = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
-    println!("stampede: 100 concurrent get(1) on a cold key -> {answered} answered, {loads} database read");
+    println!(
+        "stampede: 100 concurrent get(1) on each of 2 servers, cold key -> {answered} answered, \
+         {loads} database read ({} server waited on the other's lease)",
+        users.cache.stats().lease_waits + other.cache.stats().lease_waits
+    );
     println!("stats: {:?}", users.cache.stats());
     Ok(())
 }

@@ -35,6 +35,11 @@ impl Repo {
         self.db.read(id).await
     }
 
+    #[cached(key = "plain:<id>", ttl = 60, cache = self.cache, lock = false)]
+    async fn get_unlocked(&self, id: u64) -> Result<Option<User>, DbError> {
+        self.db.read(id).await
+    }
+
     #[invalidates("user:<id>", cache = self.cache)]
     async fn rename(&self, id: u64, name: &str) -> Result<(), DbError> {
         self.db.write(id, name)
@@ -226,4 +231,29 @@ async fn a_failed_invalidation_is_delivered_before_the_next_read() {
         1,
         "counted once delivered"
     );
+}
+
+/// A server whose ACL refuses scripts: leases cannot work, so misses are
+/// answered by the body and not stored; `lock = false` caches as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_refuses_scripts_still_answers_from_the_body() {
+    let server = RedisServer::start();
+    let rules = ["on", ">pw", "~*", "&*", "+@all", "-@scripting"];
+    let _: () = server.query(redis::cmd("ACL").arg("SETUSER").arg("app").arg(&rules));
+    let cache = Cache::builder()
+        .circuit_breaker(1_000, Duration::from_secs(600))
+        .redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
+        .await
+        .expect("connecting succeeds; the refusal is logged");
+    let repo = Repo {
+        cache,
+        db: Db::with_rows(&[(1, "Ada")]),
+        gate: AtomicU64::new(0),
+    };
+    assert_eq!(repo.get(1).await, ada("Ada"));
+    assert_eq!(repo.get(1).await, ada("Ada"));
+    assert_eq!(repo.db.loads(), 2, "nothing stored without a lease");
+    assert_eq!(repo.get_unlocked(1).await, ada("Ada"));
+    assert_eq!(repo.get_unlocked(1).await, ada("Ada"));
+    assert_eq!(repo.db.loads(), 3, "lock = false stores as usual");
 }

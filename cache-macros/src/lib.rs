@@ -19,7 +19,8 @@ use quote::quote;
 
 /// Caches an `async fn`'s result under a key built from its arguments.
 ///
-/// `#[cached(strategy = "aside", key = "user:<id>", ttl = 300, null_ttl = 30, cache = self.cache)]`;
+/// `#[cached(strategy = "aside", key = "user:<id>", ttl = 300, null_ttl = 30,
+/// lock = true, lease_ttl = "5s", lease_wait = "6s", cache = self.cache)]`;
 /// every argument is optional. See `cache_runtime`'s README for details.
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
