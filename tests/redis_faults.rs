@@ -235,14 +235,14 @@ async fn a_failed_invalidation_is_delivered_before_the_next_read() {
 
 /// A server whose ACL refuses scripts: leases cannot work, so misses are
 /// answered by the body and not stored; `lock = false` caches as usual.
+/// The refusals are the server answering, not an outage: they do not open
+/// the circuit breaker for every other read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_refuses_scripts_still_answers_from_the_body() {
     let server = RedisServer::start();
     let rules = ["on", ">pw", "~*", "&*", "+@all", "-@scripting"];
     let _: () = server.query(redis::cmd("ACL").arg("SETUSER").arg("app").arg(&rules));
-    let cache = Cache::builder()
-        .circuit_breaker(1_000, Duration::from_secs(600))
-        .redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
+    let cache = Cache::redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
         .await
         .expect("connecting succeeds; the refusal is logged");
     let repo = Repo {
@@ -250,10 +250,33 @@ async fn a_redis_that_refuses_scripts_still_answers_from_the_body() {
         db: Db::with_rows(&[(1, "Ada")]),
         gate: AtomicU64::new(0),
     };
-    assert_eq!(repo.get(1).await, ada("Ada"));
-    assert_eq!(repo.get(1).await, ada("Ada"));
-    assert_eq!(repo.db.loads(), 2, "nothing stored without a lease");
     assert_eq!(repo.get_unlocked(1).await, ada("Ada"));
+    // Concurrent misses of 20 keys: their refused lease requests come in a
+    // row, which would open a breaker that counted them as outages.
+    let misses = futures::future::join_all((1..=20).map(|id| repo.get(id))).await;
+    assert!(misses.iter().all(Result::is_ok), "the body answers");
+    assert_eq!(repo.db.loads(), 21, "nothing stored without a lease");
     assert_eq!(repo.get_unlocked(1).await, ada("Ada"));
-    assert_eq!(repo.db.loads(), 3, "lock = false stores as usual");
+    assert_eq!(repo.db.loads(), 21, "lock = false stores as usual");
+    let stats = repo.cache.stats();
+    assert_eq!((stats.errors, stats.skipped), (20, 0), "{stats:?}");
+}
+
+/// A key of the wrong type errs on every call (the server answers WRONGTYPE),
+/// but that is one bad key, not an outage: the breaker stays closed, and
+/// every other key is still served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_of_the_wrong_type_does_not_switch_the_cache_off() {
+    let server = RedisServer::start();
+    let _: () = server.query(redis::cmd("HSET").arg("cache:v1:user:2").arg("f").arg("v"));
+    let repo = repo(&server, 5, Duration::from_secs(600)).await;
+    repo.db.put(2, "Grace");
+    assert_eq!(repo.get(1).await, ada("Ada"));
+    for _ in 0..10 {
+        assert!(repo.get(2).await.is_ok(), "the body answers");
+    }
+    assert_eq!(repo.get(1).await, ada("Ada"));
+    let stats = repo.cache.stats();
+    assert_eq!((stats.hits, stats.skipped), (1, 0), "{stats:?}");
+    assert!(stats.errors >= 10, "each failure counted: {stats:?}");
 }

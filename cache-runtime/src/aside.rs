@@ -7,8 +7,13 @@
 //! in this process share one load (`flight`), and the caller leading it
 //! takes the key's lease (`lease`), so that one load runs per key across
 //! every process, and a load stores its result only while its lease holds.
-//! No caller waits longer than its `lease_wait` for another caller's load;
-//! then it runs the body itself and does not store the result.
+//!
+//! A leader waits at most `lease_wait` for a lease held elsewhere; then it
+//! runs the body itself, does not store the result, and shares it with the
+//! callers waiting on it in this process. Those wait for their leader
+//! without a deadline of their own: its wait is bounded, and its body is
+//! the one they would have run themselves. (Giving up on it would only
+//! start the same body later, all at once, when the source is slow.)
 //!
 //! With `lock = false` every miss runs the body and stores its result:
 //! plain cache-aside, stale-set race included.
@@ -49,17 +54,29 @@ where
         Lookup::Miss => {}
     }
     bump(&counters.misses);
+    // Boxed: inline, the miss paths' state would make every call's future,
+    // hits included, twice as large (4 KiB against 2 KiB).
     if spec.lock {
-        load_coordinated::<S, R, F>(cache, &key, &spec, load).await
+        Box::pin(load_coordinated::<S, R, F>(cache, &key, &spec, load)).await
     } else {
-        bump(&counters.loads);
-        let result = load.await;
-        match entry::<S, R>(cache, &key, &spec, &result) {
-            Some((bytes, ttl)) if !ttl.is_zero() => cache.store(&key, bytes, ttl).await,
-            _ => {}
-        }
-        result
+        Box::pin(load_plain::<S, R, F>(cache, &key, &spec, load)).await
     }
+}
+
+/// `lock = false`: runs the body and stores its result.
+async fn load_plain<S, R, F>(cache: &Cache, key: &str, spec: &Spec, load: F) -> R
+where
+    S: ReturnShape<R>,
+    S::Value: Serialize,
+    F: Future<Output = R>,
+{
+    bump(&cache.inner.counters.loads);
+    let result = load.await;
+    match entry::<S, R>(cache, key, spec, &result) {
+        Some((bytes, ttl)) if !ttl.is_zero() => cache.store(key, bytes, ttl).await,
+        _ => {}
+    }
+    result
 }
 
 /// Loads `key` once across callers: waits for a load in flight in this
@@ -72,13 +89,11 @@ where
 {
     let counters = &cache.inner.counters;
     let config = &cache.inner.config;
-    let deadline = Instant::now() + spec.lease_wait(config);
     let leader = loop {
         match cache.inner.flights.join(key) {
             Role::Leader(leader) => break Some(leader),
-            Role::Waiter(waiter) => match tokio::time::timeout_at(deadline, waiter.outcome()).await
-            {
-                Ok(Shared::Entry(bytes)) => match answer::<S, R>(&bytes) {
+            Role::Waiter(waiter) => match waiter.outcome().await {
+                Shared::Entry(bytes) => match answer::<S, R>(&bytes) {
                     Some(r) => {
                         bump(&counters.coalesced);
                         return r;
@@ -87,17 +102,7 @@ where
                     // load our own, outside the flight.
                     None => break None,
                 },
-                Ok(Shared::Retry) => {}
-                Err(_) => {
-                    bump(&counters.wait_timeouts);
-                    tracing::warn!(
-                        key,
-                        function = spec.name,
-                        "waited lease_wait for a load in flight; loading, unstored"
-                    );
-                    bump(&counters.loads);
-                    return load.await;
-                }
+                Shared::Retry => {}
             },
         }
     };
@@ -107,6 +112,7 @@ where
         }
     };
 
+    let deadline = Instant::now() + spec.lease_wait(config);
     let lease = match lease::obtain(cache, key, spec.lease_ttl(config), deadline).await {
         Obtained::Entry(bytes) => match answer::<S, R>(&bytes) {
             Some(r) => {
@@ -127,7 +133,7 @@ where
             );
             None
         }
-        Obtained::Unavailable => None,
+        Obtained::NoLease => None,
     };
 
     bump(&counters.loads);
@@ -139,7 +145,10 @@ where
     if let Some(lease) = lease {
         match entry {
             Some((bytes, ttl)) if !ttl.is_zero() => lease.fill(bytes, ttl).await,
-            _ => lease.release().await,
+            // A `None` not to be cached: shared with those waiting for it.
+            Some((bytes, _)) => lease.answer(bytes).await,
+            // A failure: the next caller loads, one at a time.
+            None => lease.release().await,
         }
     }
     result

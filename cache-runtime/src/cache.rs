@@ -105,6 +105,10 @@ impl Cache {
     /// for escaping values). A miss, a cached `None`, an undecodable entry
     /// and a backend failure all read as `None`; the last two are logged
     /// and counted.
+    ///
+    /// Keys given to this API should not contain `{` or `}` (values
+    /// escaped with `key_part` never do): on a Redis Cluster, braces would
+    /// move the key to another slot than its lease.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         match self.lookup::<T>(&self.full_key(key)).await {
             Lookup::Hit(v) => {
@@ -122,7 +126,9 @@ impl Cache {
         }
     }
 
-    /// Stores `value` under `key` for `ttl` (jitter applies).
+    /// Stores `value` under `key` for `ttl` (jitter applies), and cancels
+    /// the key's lease: a load in flight, which may have read the source
+    /// before this write, will not overwrite it.
     pub async fn set<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -139,8 +145,8 @@ impl Cache {
         Ok(())
     }
 
-    /// Deletes `keys` (without the prefix). Loads of these keys in flight
-    /// in this process will not store their result.
+    /// Deletes `keys` (without the prefix) and their leases: loads of these
+    /// keys in flight, in any process, will not store their result.
     pub async fn invalidate<K: AsRef<str>>(&self, keys: &[K]) -> Result<(), Error> {
         let full: Vec<String> = keys.iter().map(|k| self.full_key(k.as_ref())).collect();
         Ok(self.delete(&full).await?)
@@ -157,9 +163,10 @@ impl Cache {
 
     /// Reads through: returns the cached value of `key`, or runs `load`,
     /// caches its `Ok(Some(_))` for `ttl` and its `Ok(None)` for the null
-    /// TTL, and returns its result. Concurrent misses of `key` in this
-    /// process share one load. This is what `#[cached(strategy = "aside")]`
-    /// calls.
+    /// TTL, and returns its result. Concurrent misses of `key` share one
+    /// load, in this process and, through the key's lease, across
+    /// processes (with the cache's lease settings). This is what
+    /// `#[cached(strategy = "aside")]` calls.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -213,24 +220,28 @@ impl Cache {
             if let Err(e) = self.retry_pending().await {
                 if e.is_skip() {
                     bump(&inner.counters.skipped);
-                    return Err(e);
+                } else {
+                    self.failed(&e);
                 }
-                inner.breaker.failure();
-                bump(&inner.counters.errors);
                 return Err(e);
             }
         }
         let result = call.await;
-        match result {
-            Ok(v) => {
-                inner.breaker.success();
-                Ok(v)
-            }
-            Err(e) => {
-                inner.breaker.failure();
-                bump(&inner.counters.errors);
-                Err(e)
-            }
+        match &result {
+            Ok(_) => inner.breaker.success(),
+            Err(e) => self.failed(e),
+        }
+        result
+    }
+
+    /// Counts a failed call; only an outage counts towards the breaker (a
+    /// server that answered with an error is up).
+    fn failed(&self, e: &BackendError) {
+        bump(&self.inner.counters.errors);
+        if e.is_outage() {
+            self.inner.breaker.failure();
+        } else {
+            self.inner.breaker.success();
         }
     }
 
@@ -289,6 +300,19 @@ impl Cache {
         self.guarded(self.inner.store.release(key, token)).await
     }
 
+    /// Ends the lease of a full key if `token` holds it, leaving `answer`
+    /// to its waiters for `window`.
+    pub(crate) async fn answer(
+        &self,
+        key: &str,
+        token: Token,
+        answer: Bytes,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        self.guarded(self.inner.store.answer(key, token, answer, window))
+            .await
+    }
+
     /// Stores encoded bytes under a full key; a failure is logged and counted.
     pub(crate) async fn store(&self, key: &str, bytes: Bytes, ttl: Duration) {
         if let Err(e) = self
@@ -325,7 +349,8 @@ impl Cache {
         }
     }
 
-    /// Deletes full keys and marks their in-flight loads. When the backend
+    /// Deletes full keys and their leases, and detaches their in-flight
+    /// loads in this process (later callers start a new one). When the backend
     /// fails, the keys wait in the retry queue and the error is returned.
     pub(crate) async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         self.inner.flights.invalidate(keys);

@@ -17,6 +17,12 @@
 //! the body themselves and do not store the result. No caller waits
 //! without bound, and none fails because of a lease: a backend that does
 //! not answer means the body answers, unstored.
+//!
+//! A holder whose result is not to be stored (a `None` with
+//! `null_ttl = 0`) leaves it in the lease for [`ANSWER_WINDOW`], so that
+//! the callers that were waiting for it share it instead of each loading in
+//! turn. A caller that arrives after it, as for any uncached result, loads
+//! (without a lease, so unstored, until the answer is gone).
 
 use crate::backend::{Acquire, Token};
 use crate::stats::bump;
@@ -30,6 +36,9 @@ const FIRST_PAUSE: Duration = Duration::from_millis(2);
 /// The longest pause between two polls: a waiter sees a filled entry at
 /// most this long (plus a round trip) after it lands.
 const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// How long an unstored answer stays in the lease: long enough for every
+/// waiter to poll once more.
+pub(crate) const ANSWER_WINDOW: Duration = Duration::from_millis(100);
 
 /// What [`obtain`] came back with.
 pub(crate) enum Obtained<'a> {
@@ -39,8 +48,9 @@ pub(crate) enum Obtained<'a> {
     Lease(Lease<'a>),
     /// Another caller held the lease until our deadline.
     TimedOut,
-    /// The backend failed or was skipped.
-    Unavailable,
+    /// No lease to be had: the backend failed or was skipped, or the last
+    /// load of the key just ended without storing. Load, unstored.
+    NoLease,
 }
 
 /// Asks for the lease of `key` for `ttl`, polling while another caller
@@ -51,21 +61,38 @@ pub(crate) async fn obtain<'a>(
     ttl: Duration,
     deadline: Instant,
 ) -> Obtained<'a> {
-    let token = Token::random();
+    // Armed whenever our token may hold the lease: from each request until
+    // its answer says otherwise. A request that failed, timed out or was
+    // cancelled may still have been granted on the server, so dropping the
+    // guard then releases it (which does nothing if it was not granted).
+    let mut lease = Lease {
+        cache,
+        key,
+        token: Token::random(),
+        armed: false,
+    };
     let mut backoff = Backoff::new();
     let mut waited = false;
     loop {
-        match cache.acquire(key, token, ttl).await {
-            Ok(Acquire::Value(bytes)) => return Obtained::Entry(bytes),
-            Ok(Acquire::Granted) => {
-                return Obtained::Lease(Lease {
-                    cache,
-                    key,
-                    token,
-                    armed: true,
-                })
+        lease.armed = true;
+        match cache.acquire(key, lease.token, ttl).await {
+            Ok(Acquire::Granted) => return Obtained::Lease(lease),
+            Ok(Acquire::Value(bytes)) => {
+                lease.armed = false;
+                return Obtained::Entry(bytes);
+            }
+            // The load we waited for, which was not stored.
+            Ok(Acquire::Answer(bytes)) if waited => {
+                lease.armed = false;
+                return Obtained::Entry(bytes);
+            }
+            // Another caller's answer, from before we asked.
+            Ok(Acquire::Answer(_)) => {
+                lease.armed = false;
+                return Obtained::NoLease;
             }
             Ok(Acquire::Wait) => {
+                lease.armed = false;
                 if !waited {
                     waited = true;
                     bump(&cache.inner.counters.lease_waits);
@@ -79,18 +106,24 @@ pub(crate) async fn obtain<'a>(
                 tokio::time::sleep(backoff.pause().min(deadline - now)).await;
             }
             Err(e) => {
+                // Only a request lost in an outage (a timeout, a dropped
+                // connection) may have been granted unseen; one that was
+                // skipped was never sent, and a server that answered with
+                // an error did not grant it.
+                lease.armed = e.is_outage();
                 if !e.is_skip() {
                     tracing::warn!(key, error = %e, "lease request failed; the body answers, unstored");
                 }
-                return Obtained::Unavailable;
+                return Obtained::NoLease;
             }
         }
     }
 }
 
-/// A held lease. Fill or release it; if the holder's future is dropped
-/// first (a cancelled request), the lease is released in the background,
-/// so that waiters need not wait for its TTL.
+/// A held lease. Fill, answer or release it; if the holder's future is
+/// dropped first (a cancelled request), or the call that ends it fails, it
+/// is released in the background on the tokio runtime, so that waiters
+/// need not wait for its TTL.
 pub(crate) struct Lease<'a> {
     cache: &'a Cache,
     key: &'a str,
@@ -101,17 +134,17 @@ pub(crate) struct Lease<'a> {
 impl Lease<'_> {
     /// Stores `bytes` for `ttl` if the lease still holds, and ends it.
     pub(crate) async fn fill(mut self, bytes: Bytes, ttl: Duration) {
-        let filled = self.cache.fill(self.key, self.token, bytes, ttl).await;
-        self.armed = false;
-        match filled {
-            Ok(true) => {}
+        match self.cache.fill(self.key, self.token, bytes, ttl).await {
+            Ok(true) => self.armed = false,
             Ok(false) => {
+                self.armed = false;
                 bump(&self.cache.inner.counters.lease_lost);
                 tracing::debug!(
                     key = self.key,
                     "lease lost during the load (invalidated, overwritten or expired); not storing"
                 );
             }
+            // The fill may not have run: the guard releases the lease.
             Err(e) => {
                 if !e.is_skip() {
                     tracing::warn!(key = self.key, error = %e, "cache write failed; the value is not cached");
@@ -120,10 +153,19 @@ impl Lease<'_> {
         }
     }
 
+    /// Ends the lease without storing, leaving `bytes` for the callers
+    /// waiting on it (see [`ANSWER_WINDOW`]).
+    pub(crate) async fn answer(mut self, bytes: Bytes) {
+        let answered = self
+            .cache
+            .answer(self.key, self.token, bytes, ANSWER_WINDOW)
+            .await;
+        self.armed = answered.is_err();
+    }
+
     /// Ends the lease without storing, so that another caller may load.
     pub(crate) async fn release(mut self) {
-        let _ = self.cache.release(self.key, self.token).await;
-        self.armed = false;
+        self.armed = self.cache.release(self.key, self.token).await.is_err();
     }
 }
 

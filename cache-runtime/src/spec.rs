@@ -23,8 +23,9 @@ pub struct Spec {
     pub lock: bool,
     /// How long a lease lasts: past it, another caller may load.
     pub lease_ttl: Option<Duration>,
-    /// The longest a caller waits for another caller's load before it runs
-    /// the body itself (and does not store the result).
+    /// The longest a caller leading a load in this process waits for a
+    /// lease held elsewhere before it runs the body itself (and does not
+    /// store the result).
     pub lease_wait: Option<Duration>,
 }
 
@@ -76,9 +77,11 @@ impl Spec {
         self
     }
 
-    /// The lease TTL: the function's, else the cache's.
+    /// The lease TTL: the function's, else the cache's; at least 1 ms.
     pub(crate) fn lease_ttl(&self, config: &Config) -> Duration {
-        self.lease_ttl.unwrap_or(config.lease_ttl)
+        self.lease_ttl
+            .unwrap_or(config.lease_ttl)
+            .max(Duration::from_millis(1))
     }
 
     /// The longest wait for another caller's load: the function's, else the

@@ -23,11 +23,13 @@ pub struct CacheStats {
     /// of running the body: one in this process (single-flight), or one in
     /// another process or cache that held the key's lease.
     pub coalesced: u64,
-    /// Misses that found another process (or another cache on the same
-    /// memory store) loading the key, and waited for its lease.
+    /// Misses whose lease request found the key's lease held by another
+    /// caller, and waited for its load: one in another process (or another
+    /// cache on the same memory store), or one of this process that an
+    /// invalidation detached.
     pub lease_waits: u64,
-    /// Callers that waited `lease_wait` for another caller's load, then ran
-    /// the body themselves and did not store the result.
+    /// Lease waits that reached `lease_wait`: the caller then ran the body
+    /// itself and did not store the result.
     pub wait_timeouts: u64,
     /// Loads whose lease was gone when they finished (the key was
     /// invalidated or written meanwhile, or the lease expired): their

@@ -25,7 +25,8 @@ use tokio::time::Instant;
 /// How many random entries one eviction or expiry pass looks at.
 const SAMPLES: usize = 5;
 
-/// A shard drops its expired leases when it holds more than this many.
+/// A shard drops its expired leases when it holds this many, then when it
+/// holds twice as many as were left, so that sweeps stay rare.
 const LEASE_SWEEP: usize = 1_024;
 
 #[derive(Debug)]
@@ -37,8 +38,16 @@ struct Entry {
 
 #[derive(Debug)]
 struct Lease {
-    token: Token,
+    state: LeaseState,
     expires_at: Instant,
+}
+
+#[derive(Debug)]
+enum LeaseState {
+    /// Held by the caller with this token.
+    Held(Token),
+    /// Ended with an answer for the callers that were waiting on it.
+    Answered(Bytes),
 }
 
 #[derive(Debug)]
@@ -46,6 +55,8 @@ struct Shard {
     map: IndexMap<String, Entry>,
     /// Leases by the key they fill.
     leases: HashMap<String, Lease>,
+    /// The lease count at which expired leases are next swept.
+    lease_sweep_at: usize,
     clock: u64,
     rng: fastrand::Rng,
 }
@@ -134,9 +145,9 @@ impl Shard {
 
     /// Whether `token` holds a live lease on `key`.
     fn holds(&self, key: &str, token: Token, now: Instant) -> bool {
-        self.leases
-            .get(key)
-            .is_some_and(|l| l.token == token && l.expires_at > now)
+        self.leases.get(key).is_some_and(|l| {
+            l.expires_at > now && matches!(l.state, LeaseState::Held(held) if held == token)
+        })
     }
 }
 
@@ -163,6 +174,7 @@ impl MemoryBackend {
                     Mutex::new(Shard {
                         map: IndexMap::new(),
                         leases: HashMap::new(),
+                        lease_sweep_at: LEASE_SWEEP,
                         clock: 0,
                         rng: fastrand::Rng::with_seed(0x9e37_79b9 ^ i as u64),
                     })
@@ -248,14 +260,20 @@ impl Backend for MemoryBackend {
         if let Some(value) = shard.live(key, now) {
             return Ok(Acquire::Value(value));
         }
-        if shard.leases.get(key).is_some_and(|l| l.expires_at > now) {
-            return Ok(Acquire::Wait);
+        match shard.leases.get(key).filter(|l| l.expires_at > now) {
+            Some(Lease {
+                state: LeaseState::Answered(answer),
+                ..
+            }) => return Ok(Acquire::Answer(answer.clone())),
+            Some(_) => return Ok(Acquire::Wait),
+            None => {}
         }
-        if shard.leases.len() >= LEASE_SWEEP {
+        if shard.leases.len() >= shard.lease_sweep_at {
             shard.leases.retain(|_, l| l.expires_at > now);
+            shard.lease_sweep_at = LEASE_SWEEP.max(2 * shard.leases.len());
         }
         let lease = Lease {
-            token,
+            state: LeaseState::Held(token),
             expires_at: deadline(now, ttl),
         };
         shard.leases.insert(key.to_owned(), lease);
@@ -281,8 +299,27 @@ impl Backend for MemoryBackend {
 
     async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
         let mut shard = self.shard(key);
-        if shard.leases.get(key).is_some_and(|l| l.token == token) {
+        if shard.holds(key, token, Instant::now()) {
             shard.leases.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn answer(
+        &self,
+        key: &str,
+        token: Token,
+        answer: Bytes,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if shard.holds(key, token, now) {
+            let lease = Lease {
+                state: LeaseState::Answered(answer),
+                expires_at: deadline(now, window),
+            };
+            shard.leases.insert(key.to_owned(), lease);
         }
         Ok(())
     }
@@ -419,8 +456,48 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(!m.fill("k", c, b("late"), ttl).await.unwrap(), "expired");
-        assert_eq!(m.acquire("k", a, ttl).await.unwrap(), Acquire::Granted);
+        m.answer("k", c, b("none"), ttl).await.unwrap();
+        assert_eq!(
+            m.acquire("k", a, ttl).await.unwrap(),
+            Acquire::Granted,
+            "an expired holder cannot answer"
+        );
         m.release("k", a).await.unwrap();
         assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Granted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_ends_the_lease_and_serves_acquirers_for_its_window() {
+        let m = MemoryBackend::new(100);
+        let ttl = Duration::from_secs(60);
+        let (a, t2) = (Token(1), Token(2));
+        m.acquire("k", a, ttl).await.unwrap();
+        m.answer("k", t2, b("x"), ttl).await.unwrap();
+        assert_eq!(
+            m.acquire("k", t2, ttl).await.unwrap(),
+            Acquire::Wait,
+            "not t2's lease"
+        );
+        m.answer("k", a, b("none"), Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(
+            m.acquire("k", t2, ttl).await.unwrap(),
+            Acquire::Answer(b("none"))
+        );
+        assert_eq!(m.get("k").await.unwrap(), None, "an answer is not an entry");
+        assert!(
+            !m.fill("k", a, b("v"), ttl).await.unwrap(),
+            "the lease ended"
+        );
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Granted);
+        m.answer("k", t2, b("none"), ttl).await.unwrap();
+        m.delete(&["k".into()]).await.unwrap();
+        assert_eq!(
+            m.acquire("k", a, ttl).await.unwrap(),
+            Acquire::Granted,
+            "deleted"
+        );
     }
 }

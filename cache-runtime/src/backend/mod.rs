@@ -36,6 +36,32 @@ impl BackendError {
     pub fn is_skip(&self) -> bool {
         matches!(self, BackendError::CircuitOpen | BackendError::Retrying)
     }
+
+    /// Whether the failure says the backend is unreachable or unusable
+    /// (a timeout, a lost connection, a server loading or failing over),
+    /// as opposed to a server that answered with an error about this one
+    /// call (a key of the wrong type, a command its ACL refuses). Only
+    /// outages count towards the circuit breaker: one bad key must not
+    /// switch the cache off for every other.
+    pub fn is_outage(&self) -> bool {
+        use ::redis::{ErrorKind, ServerErrorKind};
+        match self {
+            BackendError::Timeout(_) => true,
+            BackendError::CircuitOpen | BackendError::Retrying => false,
+            BackendError::Redis(e) => match e.kind() {
+                ErrorKind::Server(kind) => matches!(
+                    kind,
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                ),
+                ErrorKind::Extension | ErrorKind::Parse | ErrorKind::UnexpectedReturnType => false,
+                _ => true,
+            },
+        }
+    }
 }
 
 /// A lease token: random, so that a holder whose lease was deleted or
@@ -54,6 +80,9 @@ impl Token {
 pub(crate) enum Acquire {
     /// The key holds an entry (a value or a null marker): nothing to load.
     Value(Bytes),
+    /// No entry; the last lease ended with this answer, not stored (see
+    /// [`Backend::answer`]). For callers that were waiting for it.
+    Answer(Bytes),
     /// No entry and no lease: the caller now holds the lease.
     Granted,
     /// No entry, and someone else holds the lease.
@@ -93,6 +122,19 @@ pub(crate) trait Backend: Send + Sync {
     ) -> Result<bool, BackendError>;
     /// Ends the lease of `key` if `token` holds it.
     async fn release(&self, key: &str, token: Token) -> Result<(), BackendError>;
+    /// Ends the lease of `key` if `token` holds it, and leaves `answer` in
+    /// its place for `window`: [`acquire`](Self::acquire) returns it as
+    /// [`Acquire::Answer`] meanwhile, but it is no entry (`get` does not see
+    /// it, a delete removes it). For a result that is not stored (a `None`
+    /// with `null_ttl = 0`), so that the callers waiting for it need not
+    /// each load in turn.
+    async fn answer(
+        &self,
+        key: &str,
+        token: Token,
+        answer: Bytes,
+        window: Duration,
+    ) -> Result<(), BackendError>;
 }
 
 /// The backend of one cache. An in-memory store may be shared by several
@@ -144,5 +186,14 @@ impl Backend for Store {
     }
     async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
         dispatch!(self, b => b.release(key, token).await)
+    }
+    async fn answer(
+        &self,
+        key: &str,
+        token: Token,
+        answer: Bytes,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        dispatch!(self, b => b.answer(key, token, answer, window).await)
     }
 }

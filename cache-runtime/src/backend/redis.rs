@@ -6,8 +6,10 @@
 //! (values are escaped, templates and namespaces may not hold them), so
 //! the braces are a Redis Cluster hash tag that puts the lease in `K`'s own
 //! slot, and no value key (they start with the namespace) can be a lease
-//! key (they start with `{`). The lease scripts run by `EVALSHA`, loading
-//! themselves on `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+//! key (they start with `{`). A lease key holds its token in decimal, or,
+//! once its holder answered without storing, `=` and the answer's bytes.
+//! The lease scripts are loaded at connect and run by `EVALSHA`, loading
+//! themselves again on `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 
 use super::{Acquire, Backend, BackendError, Token};
 use bytes::Bytes;
@@ -18,10 +20,16 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 /// KEYS: value, lease. ARGV: token, lease TTL (ms). Returns the entry's
-/// bytes, 1 (lease granted) or 0 (wait).
+/// bytes, 1 (lease granted), 0 (wait), or {2, answer} (the lease ended
+/// with an answer).
 const ACQUIRE_LUA: &str = r"local v = redis.call('GET', KEYS[1])
 if v then return v end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local lease = redis.call('GET', KEYS[2])
+if not lease then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if string.sub(lease, 1, 1) == '=' then return {2, string.sub(lease, 2)} end
 return 0";
 
 /// KEYS: value, lease. ARGV: token, value, TTL (ms). Returns 1 when stored.
@@ -34,9 +42,16 @@ return 1";
 const RELEASE_LUA: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
+/// KEYS: lease. ARGV: token, answer, window (ms).
+const ANSWER_LUA: &str = r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], '=' .. ARGV[2], 'PX', ARGV[3])
+return 1";
+
+const SCRIPTS: [&str; 4] = [ACQUIRE_LUA, FILL_LUA, RELEASE_LUA, ANSWER_LUA];
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+static ANSWER: LazyLock<Script> = LazyLock::new(|| Script::new(ANSWER_LUA));
 
 /// The key of `key`'s lease.
 pub(crate) fn lease_key(key: &str) -> String {
@@ -95,7 +110,7 @@ impl RedisBackend {
     /// flushed) gets them again on first use.
     async fn load_scripts(&self) {
         let mut pipe = redis::pipe();
-        for source in [ACQUIRE_LUA, FILL_LUA, RELEASE_LUA] {
+        for source in SCRIPTS {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
         }
         let loaded = self
@@ -200,6 +215,13 @@ impl Backend for RedisBackend {
             Value::BulkString(bytes) => Ok(Acquire::Value(Bytes::from(bytes))),
             Value::Int(1) => Ok(Acquire::Granted),
             Value::Int(0) => Ok(Acquire::Wait),
+            Value::Array(reply) => match <[Value; 2]>::try_from(reply) {
+                Ok([Value::Int(2), Value::BulkString(answer)]) => {
+                    Ok(Acquire::Answer(Bytes::from(answer)))
+                }
+                Ok(other) => Err(unexpected("lease acquire", &Value::Array(other.into()))),
+                Err(other) => Err(unexpected("lease acquire", &Value::Array(other))),
+            },
             other => Err(unexpected("lease acquire", &other)),
         }
     }
@@ -227,6 +249,23 @@ impl Backend for RedisBackend {
     async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
         let mut invocation = RELEASE.prepare_invoke();
         invocation.key(lease_key(key)).arg(token.0);
+        self.call(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
+            .await
+    }
+
+    async fn answer(
+        &self,
+        key: &str,
+        token: Token,
+        answer: Bytes,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        let mut invocation = ANSWER.prepare_invoke();
+        invocation
+            .key(lease_key(key))
+            .arg(token.0)
+            .arg(answer.as_ref())
+            .arg(millis(window));
         self.call(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
             .await
     }
