@@ -300,10 +300,8 @@ fn exists(server: &RedisServer, key: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_the_lease_is_a_key_beside_the_value_and_dies_with_it() {
-    let backend = Shared::Redis(RedisServer::start());
-    let Shared::Redis(server) = &backend else {
-        unreachable!()
-    };
+    let backend = Shared::redis();
+    let server = backend.server();
     let a = App::new(&backend, Cache::builder()).await;
     let held = a.hold(1).await;
     assert!(exists(server, LEASE_KEY), "the holder's lease");
@@ -316,10 +314,8 @@ async fn on_redis_the_lease_is_a_key_beside_the_value_and_dies_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_a_cancelled_load_releases_its_lease() {
-    let backend = Shared::Redis(RedisServer::start());
-    let Shared::Redis(server) = &backend else {
-        unreachable!()
-    };
+    let backend = Shared::redis();
+    let server = backend.server();
     let a = App::new(&backend, Cache::builder()).await;
     let held = a.hold(1).await;
     held.call.abort(); // say, the request was cancelled
@@ -351,10 +347,8 @@ fn long_lease() -> CacheBuilder {
 /// server: the lease is released anyway, not left for its TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_a_lease_request_cancelled_in_flight_is_released() {
-    let backend = Shared::Redis(RedisServer::start());
-    let Shared::Redis(server) = &backend else {
-        unreachable!()
-    };
+    let backend = Shared::redis();
+    let server = backend.server();
     let a = App::new(&backend, long_lease().timeout(Duration::from_secs(5))).await;
     // Reads pass; scripts wait until the pause ends.
     server.query::<()>(redis::cmd("CLIENT").arg("PAUSE").arg(10_000).arg("WRITE"));
@@ -373,10 +367,8 @@ async fn on_redis_a_lease_request_cancelled_in_flight_is_released() {
 /// answers again: the lease is released anyway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_a_lease_request_that_timed_out_is_released() {
-    let backend = Shared::Redis(RedisServer::start());
-    let Shared::Redis(server) = &backend else {
-        unreachable!()
-    };
+    let backend = Shared::redis();
+    let server = backend.server();
     let a = App::new(&backend, long_lease()).await;
     server.freeze();
     assert_eq!(a.get(1).await, Ok(10), "the body answers");
@@ -389,10 +381,8 @@ async fn on_redis_a_lease_request_that_timed_out_is_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_scripts_run_by_sha_and_reload_after_a_flush() {
-    let backend = Shared::Redis(RedisServer::start());
-    let Shared::Redis(server) = &backend else {
-        unreachable!()
-    };
+    let backend = Shared::redis();
+    let server = backend.server();
     let a = App::new(&backend, Cache::builder()).await;
     assert_eq!(a.get(1).await, Ok(10));
     server.query::<()>(redis::cmd("SCRIPT").arg("FLUSH"));

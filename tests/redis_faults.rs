@@ -5,7 +5,7 @@
 
 mod support;
 
-use cache_runtime::{cached, invalidates, Cache};
+use cache_runtime::{cached, invalidates, Cache, CacheBuilder};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +58,20 @@ async fn repo(server: &RedisServer, failures: u32, cooldown: Duration) -> Arc<Re
         db: Db::with_rows(&[(1, "Ada")]),
         gate: AtomicU64::new(0),
     })
+}
+
+/// A repo whose cache connects as the ACL user `app`, given `rules`.
+async fn as_app(server: &RedisServer, rules: &[&str], builder: CacheBuilder) -> Repo {
+    let _: () = server.query(redis::cmd("ACL").arg("SETUSER").arg("app").arg(rules));
+    let cache = builder
+        .redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
+        .await
+        .expect("connect as app");
+    Repo {
+        cache,
+        db: Db::with_rows(&[(1, "Ada")]),
+        gate: AtomicU64::new(0),
+    }
 }
 
 fn ada(name: &str) -> Result<Option<User>, DbError> {
@@ -194,17 +208,9 @@ async fn a_failed_invalidation_is_delivered_before_the_next_read() {
     let acl = |rules: &[&str]| {
         let _: () = server.query(redis::cmd("ACL").arg("SETUSER").arg("app").arg(rules));
     };
-    acl(&["on", ">pw", "~*", "&*", "+@all"]);
-    let cache = Cache::builder()
-        .circuit_breaker(1_000, Duration::from_secs(600))
-        .redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
-        .await
-        .expect("connect as app");
-    let repo = Repo {
-        cache,
-        db: Db::with_rows(&[(1, "Ada")]),
-        gate: AtomicU64::new(0),
-    };
+    let everything = ["on", ">pw", "~*", "&*", "+@all"];
+    let breaker = Cache::builder().circuit_breaker(1_000, Duration::from_secs(600));
+    let repo = as_app(&server, &everything, breaker).await;
     assert_eq!(repo.get(1).await, ada("Ada"));
 
     acl(&["-del"]);
@@ -240,16 +246,9 @@ async fn a_failed_invalidation_is_delivered_before_the_next_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_refuses_scripts_still_answers_from_the_body() {
     let server = RedisServer::start();
-    let rules = ["on", ">pw", "~*", "&*", "+@all", "-@scripting"];
-    let _: () = server.query(redis::cmd("ACL").arg("SETUSER").arg("app").arg(&rules));
-    let cache = Cache::redis(&format!("redis://app:pw@127.0.0.1:{}/", server.port()))
-        .await
-        .expect("connecting succeeds; the refusal is logged");
-    let repo = Repo {
-        cache,
-        db: Db::with_rows(&[(1, "Ada")]),
-        gate: AtomicU64::new(0),
-    };
+    let no_scripts = ["on", ">pw", "~*", "&*", "+@all", "-@scripting"];
+    // Connecting succeeds; the refusal is logged.
+    let repo = as_app(&server, &no_scripts, Cache::builder()).await;
     assert_eq!(repo.get_unlocked(1).await, ada("Ada"));
     // Concurrent misses of 20 keys: their refused lease requests come in a
     // row, which would open a breaker that counted them as outages.

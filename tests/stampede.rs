@@ -90,6 +90,13 @@ impl Worker {
         worker
     }
 
+    /// `PROCESSES` workers on `server`.
+    fn spawn_all(server: &RedisServer, lease_ttl: Duration, lease_wait: Duration) -> Vec<Worker> {
+        (0..PROCESSES)
+            .map(|_| Worker::spawn(server, lease_ttl, lease_wait))
+            .collect()
+    }
+
     fn send(&mut self, command: &str) {
         writeln!(self.stdin, "{command}").expect("write to lease-worker");
     }
@@ -146,10 +153,7 @@ fn start_round(workers: &mut [Worker], round: u64) {
 #[test]
 fn four_processes_on_redis_run_the_body_once_per_stampede() {
     let server = RedisServer::start();
-    let (ttl, wait) = (Duration::from_secs(5), Duration::from_secs(6));
-    let mut workers: Vec<Worker> = (0..PROCESSES)
-        .map(|_| Worker::spawn(&server, ttl, wait))
-        .collect();
+    let mut workers = Worker::spawn_all(&server, Duration::from_secs(5), Duration::from_secs(6));
     let mut waits = 0;
     for round in 0..ROUNDS {
         start_round(&mut workers, round);
@@ -169,10 +173,7 @@ fn four_processes_on_redis_run_the_body_once_per_stampede() {
 fn a_killed_holder_on_redis_is_replaced_once_its_lease_expires() {
     let server = RedisServer::start();
     // Waiters outlast the lease, so one of them takes it over.
-    let (ttl, wait) = (Duration::from_secs(1), Duration::from_secs(10));
-    let mut workers: Vec<Worker> = (0..PROCESSES)
-        .map(|_| Worker::spawn(&server, ttl, wait))
-        .collect();
+    let mut workers = Worker::spawn_all(&server, Duration::from_secs(1), Duration::from_secs(10));
     workers[0].send("hold 0");
     assert_eq!(workers[0].expect("holding"), [0]);
     start_round(&mut workers[1..], 0);

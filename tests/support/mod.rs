@@ -242,6 +242,19 @@ pub enum Shared {
 }
 
 impl Shared {
+    /// A fresh `redis-server`.
+    pub fn redis() -> Shared {
+        Shared::Redis(RedisServer::start())
+    }
+
+    /// The `redis-server` of a Redis backend.
+    pub fn server(&self) -> &RedisServer {
+        match self {
+            Shared::Redis(server) => server,
+            Shared::Memory(_) => panic!("a memory backend has no server"),
+        }
+    }
+
     /// A new cache on the shared backend (jitter off).
     pub async fn cache(&self) -> Cache {
         self.cache_with(Cache::builder()).await
