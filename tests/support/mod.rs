@@ -2,152 +2,16 @@
 //! port, stopped when dropped, and a fake database that counts its loads.
 #![allow(dead_code)] // each test binary uses a part of it
 
+mod redis_server;
 pub mod stampede;
+
+pub use redis_server::RedisServer;
 
 use cache_runtime::{Cache, MemoryStore};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// A `redis-server` child process on `127.0.0.1:<free port>`.
-pub struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
-
-impl RedisServer {
-    /// Starts a server and waits until it answers `PING`.
-    pub fn start() -> Self {
-        for _ in 0..5 {
-            let mut server = RedisServer {
-                child: None,
-                port: free_port(),
-            };
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!(
-            "redis-server did not start; is it installed? (the README's test command installs it)"
-        );
-    }
-
-    fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "cannot run redis-server; is it installed? (the README's test command installs it)",
-            );
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self
-                .connection()
-                .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
-            {
-                return true;
-            }
-            if let Some(child) = self.child.as_mut() {
-                if child.try_wait().ok().flatten().is_some() {
-                    // Exited: most likely the port was taken meanwhile.
-                    self.child = None;
-                    return false;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.kill();
-        false
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A plain connection for reading what the cache wrote.
-    pub fn connection(&self) -> Option<redis::Connection> {
-        redis::Client::open(self.url())
-            .ok()?
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .ok()
-    }
-
-    /// Runs one command on a plain connection.
-    pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
-        let mut c = self
-            .connection()
-            .expect("test redis-server is not answering");
-        cmd.query(&mut c).expect("redis command failed")
-    }
-
-    /// Kills the server (SIGKILL) and waits for it to be gone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port, empty.
-    pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.spawn() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not restart on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status();
-            assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
-        }
-    }
-
-    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Resumes a frozen server.
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.thaw();
-        self.kill();
-    }
-}
 
 /// A cached row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
