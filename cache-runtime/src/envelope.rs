@@ -1,5 +1,15 @@
 //! The bytes stored per entry: a small versioned header, then the payload
-//! encoded with bincode 2 (serde).
+//! encoded with bincode 2 (serde). Public so that other code (a migration
+//! script, a test, a tool reading Redis) can read and write entries exactly
+//! as the cache does:
+//!
+//! ```
+//! use cache_runtime::envelope::{self, Decoded};
+//!
+//! let bytes = envelope::encode_value(&vec![1u32, 2, 3]).unwrap();
+//! assert_eq!(bytes.len(), envelope::HEADER_LEN + 4);
+//! assert_eq!(envelope::decode::<Vec<u32>>(&bytes).unwrap(), Decoded::Value(vec![1, 2, 3]));
+//! ```
 //!
 //! ```text
 //! byte 0      format (1)
@@ -24,7 +34,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const FORMAT: u8 = 1;
 const KIND_VALUE: u8 = 0;
 const KIND_NULL: u8 = 1;
-const HEADER: usize = 10;
+/// Bytes of header before the payload: the envelope's whole overhead.
+pub const HEADER_LEN: usize = 10;
+const HEADER: usize = HEADER_LEN;
 
 /// The most bytes a payload may claim while decoding (64 MiB).
 pub const DECODE_LIMIT: usize = 64 << 20;

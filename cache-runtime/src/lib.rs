@@ -36,7 +36,7 @@ mod builder;
 mod cache;
 mod default;
 mod depth;
-mod envelope;
+pub mod envelope;
 mod error;
 mod flight;
 mod invalidate;
