@@ -98,9 +98,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<D> {
         deserialize_f64(),
         deserialize_char(),
         deserialize_str(),
-        deserialize_string(),
         deserialize_bytes(),
-        deserialize_byte_buf(),
         deserialize_option(),
         deserialize_unit(),
         deserialize_unit_struct(name: &'static str),
@@ -114,6 +112,19 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<D> {
         deserialize_identifier(),
         deserialize_ignored_any(),
     );
+
+    /// Asks for a borrowed `str`, which the visitor copies into its
+    /// `String`: bincode's owned path would first fill a zeroed buffer
+    /// (`calloc`), then copy it. Visitors that take `visit_string` accept
+    /// `visit_str` too (serde's default forwards one to the other).
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.deserialize_str(visitor)
+    }
+
+    /// As [`deserialize_string`](Self::deserialize_string), for bytes.
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.deserialize_bytes(visitor)
+    }
 
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
