@@ -16,8 +16,10 @@
 
 use super::{Acquire, Backend, BackendError, Token};
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 use indexmap::IndexMap;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,11 +52,15 @@ enum LeaseState {
     Answered(Bytes),
 }
 
+// Keys are hashed with foldhash, seeded per map: a few instructions per
+// key where SipHash (std's default) took a few hundred, and still not
+// predictable from outside the process, so keys built from user input
+// cannot be chosen to collide.
 #[derive(Debug)]
 struct Shard {
-    map: IndexMap<String, Entry>,
+    map: IndexMap<String, Entry, RandomState>,
     /// Leases by the key they fill.
-    leases: HashMap<String, Lease>,
+    leases: HashMap<String, Lease, RandomState>,
     /// The lease count at which expired leases are next swept.
     lease_sweep_at: usize,
     clock: u64,
@@ -160,6 +166,9 @@ fn deadline(now: Instant, ttl: Duration) -> Instant {
 pub(crate) struct MemoryBackend {
     shards: Box<[Mutex<Shard>]>,
     shard_capacity: usize,
+    /// Picks a key's shard; seeded apart from the maps', so that the keys
+    /// of one shard do not share bits of the hash its map indexes by.
+    shard_hasher: RandomState,
 }
 
 impl MemoryBackend {
@@ -172,8 +181,8 @@ impl MemoryBackend {
             shards: (0..shards)
                 .map(|i| {
                     Mutex::new(Shard {
-                        map: IndexMap::new(),
-                        leases: HashMap::new(),
+                        map: IndexMap::default(),
+                        leases: HashMap::default(),
                         lease_sweep_at: LEASE_SWEEP,
                         clock: 0,
                         rng: fastrand::Rng::with_seed(0x9e37_79b9 ^ i as u64),
@@ -181,6 +190,7 @@ impl MemoryBackend {
                 })
                 .collect(),
             shard_capacity: max_entries / shards,
+            shard_hasher: RandomState::default(),
         }
     }
 
@@ -188,12 +198,7 @@ impl MemoryBackend {
         let i = if self.shards.len() == 1 {
             0
         } else {
-            // FNV-1a: cheap, and good enough to spread keys over 16 shards.
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in key.bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-            }
-            (h as usize) & (self.shards.len() - 1)
+            (self.shard_hasher.hash_one(key) as usize) & (self.shards.len() - 1)
         };
         // A panic while holding the lock cannot leave a shard inconsistent:
         // each step of a mutation leaves a state that callers could have
