@@ -158,7 +158,10 @@ fn unexpected(what: &str, reply: &Value) -> BackendError {
 
 impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
-        let value: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(key)).await?;
+        // Sized up front: `redis::cmd` would grow its buffer once per hit.
+        let mut get = redis::Cmd::with_capacity(2, "GET".len() + key.len());
+        get.arg("GET").arg(key);
+        let value: Option<Vec<u8>> = self.run(&get).await?;
         Ok(value.map(Bytes::from))
     }
 
