@@ -1,0 +1,393 @@
+//! The headline figures in one table: ours against the code it replaces,
+//! side by side in one run, as ratios.
+//!
+//! ```text
+//! cargo run --release --example bench
+//! ```
+//!
+//! Starts its own `redis-server` on a free loopback port when one is
+//! installed, and says so when none is (the in-memory rows run either way).
+//! Each comparison alternates the two sides over several rounds and takes
+//! the median round of each, so that drift on a shared machine falls on
+//! both alike. `cargo bench` measures the same things with criterion's
+//! statistics.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use cache_runtime::Cache;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{HandWritten, Ours, Profile, RedisServer};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Rounds per side in each comparison.
+const ROUNDS: usize = 9;
+/// Warm keys the hit benchmarks cycle through.
+const WARM: u64 = 1_000;
+/// Concurrent tasks of the throughput rows.
+const TASKS: u64 = 50;
+
+/// One side's median round: time per operation, allocations per operation.
+#[derive(Clone, Copy)]
+struct Side {
+    per_op: Duration,
+    allocs: f64,
+}
+
+/// Times `ops` sequential calls of `f`, counting allocations.
+async fn round(ops: u64, f: &impl AsyncFn(u64)) -> Side {
+    let region = Region::new(GLOBAL);
+    let start = Instant::now();
+    for i in 0..ops {
+        f(i).await;
+    }
+    let elapsed = start.elapsed();
+    Side {
+        per_op: elapsed / ops as u32,
+        allocs: region.change().allocations as f64 / ops as f64,
+    }
+}
+
+fn median(mut sides: Vec<Side>) -> Side {
+    sides.sort_by_key(|s| s.per_op);
+    sides[sides.len() / 2]
+}
+
+/// Alternates `ours` and `theirs`, `ROUNDS` rounds of `ops` calls each,
+/// after a warm-up round each.
+async fn compare(ops: u64, ours: impl AsyncFn(u64), theirs: impl AsyncFn(u64)) -> (Side, Side) {
+    round(ops / 4, &ours).await;
+    round(ops / 4, &theirs).await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        a.push(round(ops, &ours).await);
+        b.push(round(ops, &theirs).await);
+    }
+    (median(a), median(b))
+}
+
+/// Operations per second of `TASKS` tasks calling `f` for `period`.
+async fn throughput<F, Fut>(period: Duration, f: F) -> f64
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let f = Arc::new(f);
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + period;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (f, done) = (Arc::clone(&f), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut i = t;
+                while Instant::now() < deadline {
+                    f(i % WARM).await;
+                    i += TASKS;
+                    done.fetch_add(1, Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("benchmark task panicked");
+    }
+    done.load(Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Alternates two throughput runs, `ROUNDS` rounds of `period` each; the
+/// median round of each side.
+async fn compare_throughput<A, AF, B, BF>(period: Duration, a: A, b: B) -> (f64, f64)
+where
+    A: Fn(u64) -> AF + Send + Sync + Clone + 'static,
+    AF: std::future::Future<Output = ()> + Send,
+    B: Fn(u64) -> BF + Send + Sync + Clone + 'static,
+    BF: std::future::Future<Output = ()> + Send,
+{
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        x.push(throughput(period, a.clone()).await);
+        y.push(throughput(period, b.clone()).await);
+    }
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (mid(x), mid(y))
+}
+
+/// One row of the table.
+struct Row {
+    name: &'static str,
+    ours: String,
+    theirs_name: &'static str,
+    theirs: String,
+    ratio: f64,
+    goal: &'static str,
+}
+
+fn time(side: Side) -> String {
+    let ns = side.per_op.as_nanos();
+    let time = if ns >= 10_000 {
+        format!("{:.1} µs", ns as f64 / 1_000.0)
+    } else {
+        format!("{ns} ns")
+    };
+    format!("{time} ({:.1} allocs)", side.allocs)
+}
+
+fn timed_row(
+    name: &'static str,
+    theirs_name: &'static str,
+    goal: &'static str,
+    sides: (Side, Side),
+) -> Row {
+    let (ours, theirs) = sides;
+    Row {
+        name,
+        ours: time(ours),
+        theirs_name,
+        theirs: time(theirs),
+        ratio: ours.per_op.as_secs_f64() / theirs.per_op.as_secs_f64(),
+        goal,
+    }
+}
+
+fn throughput_row(
+    name: &'static str,
+    theirs_name: &'static str,
+    goal: &'static str,
+    ops: (f64, f64),
+) -> Row {
+    Row {
+        name,
+        ours: format!("{:.0} ops/s", ops.0),
+        theirs_name,
+        theirs: format!("{:.0} ops/s", ops.1),
+        ratio: ops.0 / ops.1,
+        goal,
+    }
+}
+
+fn single_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// What `redis-benchmark -c 50 -t get` reaches on the same server.
+fn redis_benchmark(server: &RedisServer) -> Option<String> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args(["-c", "50", "-n", "100000", "-t", "get", "-q"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `-q` rewrites its progress line with `\r`; the last one is the result.
+    let line = text
+        .split(['\r', '\n'])
+        .rev()
+        .find(|l| l.contains("requests per second"))?;
+    Some(line.trim().to_owned())
+}
+
+fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
+    let url = server.url();
+    support::set_theirs_url(&url);
+    // One runtime for every Redis client: a client's connection is a task
+    // on the runtime it was made on, and only runs while that runtime does.
+    let rt = multi_thread();
+    let (ours, hand) = rt.block_on(async {
+        let cache = Cache::builder()
+            .redis(&url)
+            .await
+            .expect("connect to redis");
+        let ours = Arc::new(Ours { cache });
+        let hand = Arc::new(HandWritten::connect(&url).await);
+        for id in 0..WARM {
+            ours.profile(id).await.unwrap();
+            hand.profile(id).await.unwrap();
+            support::theirs_profile(id).await.unwrap();
+        }
+        (ours, hand)
+    });
+
+    // One caller at a time, warm keys.
+    rt.block_on(async {
+        let sides = compare(
+            3_000,
+            async |i| drop(ours.profile(i % WARM).await),
+            async |i| drop(hand.profile(i % WARM).await),
+        )
+        .await;
+        rows.push(timed_row(
+            "Redis hit, 1 caller",
+            "hand-written",
+            "<= 1.05",
+            sides,
+        ));
+        let sides = compare(
+            3_000,
+            async |i| drop(ours.profile(i % WARM).await),
+            async |i| drop(support::theirs_profile(i % WARM).await),
+        )
+        .await;
+        rows.push(timed_row(
+            "Redis hit, 1 caller",
+            "cached crate",
+            "<= 1.00",
+            sides,
+        ));
+        // Cold keys: each call a new id, never read before.
+        let next = AtomicU64::new(1 << 32);
+        let sides = compare(
+            1_000,
+            async |_| drop(ours.profile(next.fetch_add(1, Relaxed)).await),
+            async |_| drop(hand.profile(next.fetch_add(1, Relaxed)).await),
+        )
+        .await;
+        rows.push(timed_row(
+            "Redis miss (lease on)",
+            "hand-written GET+SET",
+            "report",
+            sides,
+        ));
+    });
+
+    // 50 tasks at once on one multiplexed connection per client.
+    let period = Duration::from_millis(700);
+    rt.block_on(async {
+        let (o, h) = (Arc::clone(&ours), Arc::clone(&hand));
+        let ops = compare_throughput(
+            period,
+            move |i| {
+                let o = Arc::clone(&o);
+                async move { drop(o.profile(i).await) }
+            },
+            move |i| {
+                let h = Arc::clone(&h);
+                async move { drop(h.profile(i).await) }
+            },
+        )
+        .await;
+        rows.push(throughput_row(
+            "Redis hits, 50 tasks",
+            "hand-written",
+            ">= 0.95",
+            ops,
+        ));
+        let o = Arc::clone(&ours);
+        let ops = compare_throughput(
+            period,
+            move |i| {
+                let o = Arc::clone(&o);
+                async move { drop(o.profile(i).await) }
+            },
+            |i| async move { drop(support::theirs_profile(i).await) },
+        )
+        .await;
+        rows.push(throughput_row(
+            "Redis hits, 50 tasks",
+            "cached crate",
+            "> 1.00",
+            ops,
+        ));
+    });
+}
+
+fn memory_rows(rows: &mut Vec<Row>) {
+    single_thread().block_on(async {
+        let ours = Ours {
+            cache: Cache::memory(),
+        };
+        let moka = support::moka();
+        for id in 0..WARM {
+            ours.profile(id).await.unwrap();
+            moka.insert(id, Profile::sample(id)).await;
+        }
+        let sides = compare(
+            200_000,
+            async |i| drop(ours.profile(i % WARM).await),
+            async |i| drop(moka.get(&(i % WARM)).await),
+        )
+        .await;
+        rows.push(timed_row("Memory hit", "moka get", "<= 2.00", sides));
+    });
+}
+
+fn codec_rows(rows: &mut Vec<Row>) {
+    let profile = Profile::sample(42);
+    let envelope = cache_runtime::envelope::encode_value(&profile).expect("encodes");
+    let raw = bincode::serde::encode_to_vec(&profile, support::bincode_config()).expect("encodes");
+    let overhead = envelope.len() - raw.len();
+    let sides = single_thread().block_on(compare(
+        200_000,
+        async |_| {
+            drop(std::hint::black_box(cache_runtime::envelope::decode::<
+                Profile,
+            >(&envelope)))
+        },
+        async |_| {
+            let decoded: Result<(Profile, usize), _> = bincode::serde::decode_from_slice(
+                std::hint::black_box(&raw),
+                support::bincode_config(),
+            );
+            drop(std::hint::black_box(decoded));
+        },
+    ));
+    let mut row = timed_row("Decode an entry", "raw bincode", "report", sides);
+    row.name = "Decode an entry";
+    row.goal = "report";
+    rows.push(row);
+    println!(
+        "entry: {} bytes encoded, {} of them the envelope (goal: <= 16)",
+        envelope.len(),
+        overhead
+    );
+}
+
+fn main() {
+    let mut rows = Vec::new();
+    match RedisServer::try_start() {
+        Some(server) => {
+            println!("redis: started redis-server on 127.0.0.1:{}", server.port());
+            redis_rows(&server, &mut rows);
+            if let Some(line) = redis_benchmark(&server) {
+                println!("redis-benchmark -c 50 -t get on the same server: {line}");
+            }
+        }
+        None => println!(
+            "redis: redis-server is not installed, so the Redis rows are skipped \
+             (scripts/test installs it; or apt-get install redis-server)"
+        ),
+    }
+    memory_rows(&mut rows);
+    codec_rows(&mut rows);
+
+    println!();
+    println!("| benchmark | ours | compared with | theirs | ours / theirs | goal |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {:.2} | {} |",
+            r.name, r.ours, r.theirs_name, r.theirs, r.ratio, r.goal
+        );
+    }
+    println!();
+    println!("Times are medians of {ROUNDS} alternating rounds; allocations are per operation.");
+}
