@@ -246,6 +246,56 @@ mod tests {
         );
     }
 
+    /// A byte buffer that asks for `deserialize_byte_buf`, as `bytes::Bytes`
+    /// and `serde_bytes` do.
+    #[derive(Debug, PartialEq)]
+    struct Buf(Vec<u8>);
+
+    impl Serialize for Buf {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Buf {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Buf, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = Buf;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, b: &[u8]) -> Result<Buf, E> {
+                    Ok(Buf(b.to_vec()))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+
+    /// Owned strings and byte buffers are decoded from the entry's borrowed
+    /// bytes (one copy, no zeroed buffer): every shape still round-trips.
+    #[test]
+    fn strings_and_byte_buffers_round_trip() {
+        let value = (
+            String::new(),
+            "Ada Lovelace, née Byron — 1815 ✓".to_string(),
+            Buf(vec![0, 255, 7]),
+            Buf(Vec::new()),
+            vec!["a".to_string(); 3],
+            Some('ü'),
+        );
+        let bytes = encode_value(&value).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), Decoded::Value(value));
+        // Not UTF-8 where a string is expected: an error, never a panic.
+        let mut bad = encode_value(&"ab".to_string()).unwrap();
+        *bad.last_mut().unwrap() = 0xff;
+        assert!(matches!(
+            decode::<String>(&bad),
+            Err(DecodeError::Payload(_))
+        ));
+    }
+
     #[test]
     fn hostile_length_prefix_is_refused_without_allocating_it() {
         // A Vec<u8> claiming u64::MAX elements.
