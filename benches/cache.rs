@@ -21,51 +21,69 @@
 mod support;
 
 use cache_runtime::{envelope, Cache};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{HandWritten, Ours, Profile, RedisServer};
+use support::{Client, Ours, Profile, RedisServer, WARM};
+use tokio::runtime::Runtime;
 
-/// Warm keys the hit benchmarks cycle through.
-const WARM: u64 = 1_000;
 /// Concurrent tasks of the throughput group.
 const TASKS: u64 = 50;
 
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    builder.enable_all().build().expect("tokio runtime")
+/// A counter for `iter` closures: the next id, modulo `modulo`.
+fn ids(start: u64, modulo: u64) -> impl Fn() -> u64 {
+    let i = Cell::new(start);
+    move || {
+        i.set(i.get() + 1);
+        i.get() % modulo
+    }
 }
 
-/// Runs `iters` calls of `call` spread over `TASKS` concurrent tasks; the
-/// time they took.
-async fn spread<F, Fut>(iters: u64, call: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let call = call.clone();
-            let share = iters / TASKS + u64::from(t < iters % TASKS);
-            tokio::spawn(async move {
-                for i in 0..share {
-                    call((t + i * TASKS) % WARM).await;
+/// One call of `client` per iteration, one caller.
+fn one_caller<C: Client>(
+    group: &mut BenchmarkGroup<WallTime>,
+    name: &str,
+    rt: &Runtime,
+    client: &C,
+    id: impl Fn() -> u64,
+) {
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| client.get(id()));
+    });
+}
+
+/// `iters` calls of `client` spread over `TASKS` concurrent tasks.
+fn spread_over_tasks<C: Client>(
+    group: &mut BenchmarkGroup<WallTime>,
+    name: &str,
+    rt: &Runtime,
+    client: &Arc<C>,
+) {
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let client = Arc::clone(client);
+            async move {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|t| {
+                        let client = Arc::clone(&client);
+                        let share = iters / TASKS + u64::from(t < iters % TASKS);
+                        tokio::spawn(async move {
+                            for i in 0..share {
+                                let _ = client.get((t + i * TASKS) % WARM).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("benchmark task panicked");
                 }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("benchmark task panicked");
-    }
-    start.elapsed()
+                start.elapsed()
+            }
+        });
+    });
 }
 
 fn redis_groups(c: &mut Criterion) {
@@ -73,110 +91,47 @@ fn redis_groups(c: &mut Criterion) {
         eprintln!("redis-server is not installed: skipping the Redis benchmarks");
         return;
     };
-    let url = server.url();
-    support::set_theirs_url(&url);
-    // One runtime for every Redis client: a client's connection is a task
-    // on the runtime it was made on, and only runs while that runtime does.
-    let rt = runtime(2);
-    let (ours, hand) = rt.block_on(async {
-        let cache = Cache::builder()
-            .redis(&url)
-            .await
-            .expect("connect to redis");
-        let ours = Arc::new(Ours { cache });
-        let hand = Arc::new(HandWritten::connect(&url).await);
-        for id in 0..WARM {
-            ours.profile(id).await.unwrap();
-            hand.profile(id).await.unwrap();
-            support::theirs_profile(id).await.unwrap();
-        }
-        (ours, hand)
-    });
+    let rt = support::runtime(2);
+    let (ours, hand, theirs) = rt.block_on(support::connect_and_warm(&server.url()));
 
     let mut group = c.benchmark_group("hit");
-    let i = Cell::new(0u64);
-    let next = || {
-        i.set(i.get() + 1);
-        i.get() % WARM
-    };
-    group.bench_function("ours", |b| {
-        b.to_async(&rt).iter(|| ours.profile(next()));
-    });
-    group.bench_function("hand-written", |b| {
-        b.to_async(&rt).iter(|| hand.profile(next()));
-    });
-    group.bench_function("cached crate", |b| {
-        b.to_async(&rt).iter(|| support::theirs_profile(next()));
-    });
+    one_caller(&mut group, "ours", &rt, &*ours, ids(0, WARM));
+    one_caller(&mut group, "hand-written", &rt, &*hand, ids(0, WARM));
+    one_caller(&mut group, "cached crate", &rt, &*theirs, ids(0, WARM));
     group.finish();
 
-    if let Some(line) = redis_benchmark(&server) {
+    if let Some(line) = support::redis_benchmark(&server) {
         println!("throughput: redis-benchmark -c 50 -t get on the same server: {line}");
     }
     let mut group = c.benchmark_group("throughput");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));
-    group.bench_function("ours", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let ours = Arc::clone(&ours);
-            spread(iters, move |id| {
-                let ours = Arc::clone(&ours);
-                async move { drop(ours.profile(id).await) }
-            })
-        });
-    });
-    group.bench_function("hand-written", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let hand = Arc::clone(&hand);
-            spread(iters, move |id| {
-                let hand = Arc::clone(&hand);
-                async move { drop(hand.profile(id).await) }
-            })
-        });
-    });
-    group.bench_function("cached crate", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            spread(iters, |id| async move {
-                drop(support::theirs_profile(id).await)
-            })
-        });
-    });
+    spread_over_tasks(&mut group, "ours", &rt, &ours);
+    spread_over_tasks(&mut group, "hand-written", &rt, &hand);
+    spread_over_tasks(&mut group, "cached crate", &rt, &theirs);
     group.finish();
 
     // Cold keys: each call a new id, never read before.
     let mut group = c.benchmark_group("miss");
-    let cold = Cell::new(1u64 << 32);
-    let fresh = || {
-        cold.set(cold.get() + 1);
-        cold.get()
-    };
-    group.bench_function("ours (lease on)", |b| {
-        b.to_async(&rt).iter(|| ours.profile(fresh()));
-    });
-    group.bench_function("hand-written GET + SET", |b| {
-        b.to_async(&rt).iter(|| hand.profile(fresh()));
-    });
+    one_caller(
+        &mut group,
+        "ours (lease on)",
+        &rt,
+        &*ours,
+        ids(1 << 32, u64::MAX),
+    );
+    one_caller(
+        &mut group,
+        "hand-written GET + SET",
+        &rt,
+        &*hand,
+        ids(1 << 32, u64::MAX),
+    );
     group.finish();
 }
 
-/// What `redis-benchmark -c 50 -t get` reaches on the same server.
-fn redis_benchmark(server: &RedisServer) -> Option<String> {
-    let out = std::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
-        .args(["-c", "50", "-n", "100000", "-t", "get", "-q"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // `-q` rewrites its progress line with `\r`; the last one is the result.
-    let line = text
-        .split(['\r', '\n'])
-        .rev()
-        .find(|l| l.contains("requests per second"))?;
-    Some(line.trim().to_owned())
-}
-
 fn memory_group(c: &mut Criterion) {
-    let rt = runtime(1);
+    let rt = support::runtime(1);
     let ours = Ours {
         cache: Cache::memory(),
     };
@@ -188,14 +143,8 @@ fn memory_group(c: &mut Criterion) {
         }
     });
     let mut group = c.benchmark_group("memory");
-    let i = Cell::new(0u64);
-    let next = || {
-        i.set(i.get() + 1);
-        i.get() % WARM
-    };
-    group.bench_function("ours", |b| {
-        b.to_async(&rt).iter(|| ours.profile(next()));
-    });
+    one_caller(&mut group, "ours", &rt, &ours, ids(0, WARM));
+    let next = ids(0, WARM);
     group.bench_function("moka get", |b| {
         b.to_async(&rt).iter(|| {
             let id = next();

@@ -21,15 +21,13 @@ use std::alloc::System;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{HandWritten, Ours, Profile, RedisServer};
+use support::{Client, Ours, Profile, RedisServer, WARM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Rounds per side in each comparison.
 const ROUNDS: usize = 9;
-/// Warm keys the hit benchmarks cycle through.
-const WARM: u64 = 1_000;
 /// Concurrent tasks of the throughput rows.
 const TASKS: u64 = 50;
 
@@ -60,35 +58,36 @@ fn median(mut sides: Vec<Side>) -> Side {
 }
 
 /// Alternates `ours` and `theirs`, `ROUNDS` rounds of `ops` calls each,
-/// after a warm-up round each.
+/// after a warm-up round each; which side goes first alternates too.
 async fn compare(ops: u64, ours: impl AsyncFn(u64), theirs: impl AsyncFn(u64)) -> (Side, Side) {
     round(ops / 4, &ours).await;
     round(ops / 4, &theirs).await;
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        a.push(round(ops, &ours).await);
-        b.push(round(ops, &theirs).await);
+    for r in 0..ROUNDS {
+        if r % 2 == 0 {
+            a.push(round(ops, &ours).await);
+            b.push(round(ops, &theirs).await);
+        } else {
+            b.push(round(ops, &theirs).await);
+            a.push(round(ops, &ours).await);
+        }
     }
     (median(a), median(b))
 }
 
-/// Operations per second of `TASKS` tasks calling `f` for `period`.
-async fn throughput<F, Fut>(period: Duration, f: F) -> f64
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let f = Arc::new(f);
+/// Operations per second of `TASKS` tasks calling `client` for `period`,
+/// on warm keys.
+async fn throughput<C: Client>(period: Duration, client: &Arc<C>) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + period;
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
-            let (f, done) = (Arc::clone(&f), Arc::clone(&done));
+            let (client, done) = (Arc::clone(client), Arc::clone(&done));
             tokio::spawn(async move {
                 let mut i = t;
                 while Instant::now() < deadline {
-                    f(i % WARM).await;
+                    let _ = client.get(i % WARM).await;
                     i += TASKS;
                     done.fetch_add(1, Relaxed);
                 }
@@ -101,19 +100,22 @@ where
     done.load(Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Alternates two throughput runs, `ROUNDS` rounds of `period` each; the
-/// median round of each side.
-async fn compare_throughput<A, AF, B, BF>(period: Duration, a: A, b: B) -> (f64, f64)
-where
-    A: Fn(u64) -> AF + Send + Sync + Clone + 'static,
-    AF: std::future::Future<Output = ()> + Send,
-    B: Fn(u64) -> BF + Send + Sync + Clone + 'static,
-    BF: std::future::Future<Output = ()> + Send,
-{
+/// Alternates two throughput runs, `ROUNDS` rounds of `period` each
+/// (which goes first alternates too); the median round of each side.
+async fn compare_throughput<A: Client, B: Client>(
+    period: Duration,
+    a: &Arc<A>,
+    b: &Arc<B>,
+) -> (f64, f64) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        x.push(throughput(period, a.clone()).await);
-        y.push(throughput(period, b.clone()).await);
+    for r in 0..ROUNDS {
+        if r % 2 == 0 {
+            x.push(throughput(period, a).await);
+            y.push(throughput(period, b).await);
+        } else {
+            y.push(throughput(period, b).await);
+            x.push(throughput(period, a).await);
+        }
     }
     let mid = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -175,64 +177,15 @@ fn throughput_row(
     }
 }
 
-fn single_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// What `redis-benchmark -c 50 -t get` reaches on the same server.
-fn redis_benchmark(server: &RedisServer) -> Option<String> {
-    let out = std::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
-        .args(["-c", "50", "-n", "100000", "-t", "get", "-q"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // `-q` rewrites its progress line with `\r`; the last one is the result.
-    let line = text
-        .split(['\r', '\n'])
-        .rev()
-        .find(|l| l.contains("requests per second"))?;
-    Some(line.trim().to_owned())
-}
-
 fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
-    let url = server.url();
-    support::set_theirs_url(&url);
-    // One runtime for every Redis client: a client's connection is a task
-    // on the runtime it was made on, and only runs while that runtime does.
-    let rt = multi_thread();
-    let (ours, hand) = rt.block_on(async {
-        let cache = Cache::builder()
-            .redis(&url)
-            .await
-            .expect("connect to redis");
-        let ours = Arc::new(Ours { cache });
-        let hand = Arc::new(HandWritten::connect(&url).await);
-        for id in 0..WARM {
-            ours.profile(id).await.unwrap();
-            hand.profile(id).await.unwrap();
-            support::theirs_profile(id).await.unwrap();
-        }
-        (ours, hand)
-    });
-
-    // One caller at a time, warm keys.
+    let rt = support::runtime(2);
+    let (ours, hand, theirs) = rt.block_on(support::connect_and_warm(&server.url()));
     rt.block_on(async {
+        // One caller at a time, warm keys.
         let sides = compare(
             3_000,
-            async |i| drop(ours.profile(i % WARM).await),
-            async |i| drop(hand.profile(i % WARM).await),
+            async |i| drop(ours.get(i % WARM).await),
+            async |i| drop(hand.get(i % WARM).await),
         )
         .await;
         rows.push(timed_row(
@@ -243,8 +196,8 @@ fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
         ));
         let sides = compare(
             3_000,
-            async |i| drop(ours.profile(i % WARM).await),
-            async |i| drop(support::theirs_profile(i % WARM).await),
+            async |i| drop(ours.get(i % WARM).await),
+            async |i| drop(theirs.get(i % WARM).await),
         )
         .await;
         rows.push(timed_row(
@@ -257,8 +210,8 @@ fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
         let next = AtomicU64::new(1 << 32);
         let sides = compare(
             1_000,
-            async |_| drop(ours.profile(next.fetch_add(1, Relaxed)).await),
-            async |_| drop(hand.profile(next.fetch_add(1, Relaxed)).await),
+            async |_| drop(ours.get(next.fetch_add(1, Relaxed)).await),
+            async |_| drop(hand.get(next.fetch_add(1, Relaxed)).await),
         )
         .await;
         rows.push(timed_row(
@@ -267,40 +220,17 @@ fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
             "report",
             sides,
         ));
-    });
 
-    // 50 tasks at once on one multiplexed connection per client.
-    let period = Duration::from_millis(700);
-    rt.block_on(async {
-        let (o, h) = (Arc::clone(&ours), Arc::clone(&hand));
-        let ops = compare_throughput(
-            period,
-            move |i| {
-                let o = Arc::clone(&o);
-                async move { drop(o.profile(i).await) }
-            },
-            move |i| {
-                let h = Arc::clone(&h);
-                async move { drop(h.profile(i).await) }
-            },
-        )
-        .await;
+        // 50 tasks at once on one multiplexed connection per client.
+        let period = Duration::from_millis(700);
+        let ops = compare_throughput(period, &ours, &hand).await;
         rows.push(throughput_row(
             "Redis hits, 50 tasks",
             "hand-written",
             ">= 0.95",
             ops,
         ));
-        let o = Arc::clone(&ours);
-        let ops = compare_throughput(
-            period,
-            move |i| {
-                let o = Arc::clone(&o);
-                async move { drop(o.profile(i).await) }
-            },
-            |i| async move { drop(support::theirs_profile(i).await) },
-        )
-        .await;
+        let ops = compare_throughput(period, &ours, &theirs).await;
         rows.push(throughput_row(
             "Redis hits, 50 tasks",
             "cached crate",
@@ -311,7 +241,7 @@ fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
 }
 
 fn memory_rows(rows: &mut Vec<Row>) {
-    single_thread().block_on(async {
+    support::runtime(1).block_on(async {
         let ours = Ours {
             cache: Cache::memory(),
         };
@@ -335,7 +265,7 @@ fn codec_rows(rows: &mut Vec<Row>) {
     let envelope = cache_runtime::envelope::encode_value(&profile).expect("encodes");
     let raw = bincode::serde::encode_to_vec(&profile, support::bincode_config()).expect("encodes");
     let overhead = envelope.len() - raw.len();
-    let sides = single_thread().block_on(compare(
+    let sides = support::runtime(1).block_on(compare(
         200_000,
         async |_| {
             drop(std::hint::black_box(cache_runtime::envelope::decode::<
@@ -367,7 +297,7 @@ fn main() {
         Some(server) => {
             println!("redis: started redis-server on 127.0.0.1:{}", server.port());
             redis_rows(&server, &mut rows);
-            if let Some(line) = redis_benchmark(&server) {
+            if let Some(line) = support::redis_benchmark(&server) {
                 println!("redis-benchmark -c 50 -t get on the same server: {line}");
             }
         }

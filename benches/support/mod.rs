@@ -14,11 +14,85 @@ use cache_runtime::{cached, Cache};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// How long every client keeps an entry.
 pub const TTL_SECS: u64 = 3_600;
+/// Warm keys the hit benchmarks cycle through.
+pub const WARM: u64 = 1_000;
+
+/// A cache client under test: reads the profile of `id` through its cache.
+pub trait Client: Send + Sync + 'static {
+    fn get(&self, id: u64) -> impl Future<Output = Result<Profile, DbError>> + Send;
+}
+
+impl Client for Ours {
+    fn get(&self, id: u64) -> impl Future<Output = Result<Profile, DbError>> + Send {
+        self.profile(id)
+    }
+}
+
+impl Client for HandWritten {
+    fn get(&self, id: u64) -> impl Future<Output = Result<Profile, DbError>> + Send {
+        self.profile(id)
+    }
+}
+
+/// The `cached` crate's function, as a client.
+pub struct Theirs;
+
+impl Client for Theirs {
+    fn get(&self, id: u64) -> impl Future<Output = Result<Profile, DbError>> + Send {
+        theirs_profile(id)
+    }
+}
+
+/// The three Redis clients on `url`, their first `WARM` keys stored. Call
+/// it on the runtime that will use them: a client's connection is a task
+/// on the runtime it was made on, and only runs while that runtime does.
+pub async fn connect_and_warm(url: &str) -> (Arc<Ours>, Arc<HandWritten>, Arc<Theirs>) {
+    set_theirs_url(url);
+    let cache = Cache::builder().redis(url).await.expect("connect to redis");
+    let ours = Arc::new(Ours { cache });
+    let hand = Arc::new(HandWritten::connect(url).await);
+    for id in 0..WARM {
+        ours.profile(id).await.expect("warm ours");
+        hand.profile(id).await.expect("warm hand-written");
+        theirs_profile(id).await.expect("warm the cached crate");
+    }
+    (ours, hand, Arc::new(Theirs))
+}
+
+/// A tokio runtime of `threads` workers (1: the current thread).
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.enable_all().build().expect("tokio runtime")
+}
+
+/// What `redis-benchmark -c 50 -t get` reaches on the same server, for
+/// reference; `None` when it is not installed.
+pub fn redis_benchmark(server: &RedisServer) -> Option<String> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args(["-c", "50", "-n", "100000", "-t", "get", "-q"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `-q` rewrites its progress line with `\r`; the last one is the result.
+    let line = text
+        .split(['\r', '\n'])
+        .rev()
+        .find(|l| l.contains("requests per second"))?;
+    Some(line.trim().to_owned())
+}
 
 /// The value every benchmark caches: a user profile of 11 fields, about
 /// 200 bytes once encoded.
