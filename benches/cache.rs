@@ -157,8 +157,9 @@ fn memory_group(c: &mut Criterion) {
 
 fn codec_group(c: &mut Criterion) {
     let profile = Profile::sample(42);
+    let header = support::header();
     let config = support::bincode_config();
-    let entry = envelope::encode_value(&profile).expect("encodes");
+    let entry = envelope::encode_value(&profile, &header).expect("encodes");
     let raw = bincode::serde::encode_to_vec(&profile, config).expect("encodes");
     println!(
         "codec: an entry is {} bytes: {} of payload, {} of envelope (goal: <= 16)",
@@ -168,7 +169,7 @@ fn codec_group(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("codec");
     group.bench_function("encode/envelope", |b| {
-        b.iter(|| envelope::encode_value(std::hint::black_box(&profile)));
+        b.iter(|| envelope::encode_value(std::hint::black_box(&profile), &header));
     });
     group.bench_function("encode/raw bincode", |b| {
         b.iter(|| bincode::serde::encode_to_vec(std::hint::black_box(&profile), config));

@@ -262,7 +262,8 @@ fn memory_rows(rows: &mut Vec<Row>) {
 
 fn codec_rows(rows: &mut Vec<Row>) {
     let profile = Profile::sample(42);
-    let envelope = cache_runtime::envelope::encode_value(&profile).expect("encodes");
+    let envelope =
+        cache_runtime::envelope::encode_value(&profile, &support::header()).expect("encodes");
     let raw = bincode::serde::encode_to_vec(&profile, support::bincode_config()).expect("encodes");
     let overhead = envelope.len() - raw.len();
     let sides = support::runtime(1).block_on(compare(

@@ -135,6 +135,15 @@ impl Profile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DbError;
 
+/// The header of the entries the codec benchmarks encode.
+pub fn header() -> cache_runtime::envelope::Header {
+    cache_runtime::envelope::Header {
+        written_at_ms: 1_790_000_000_000,
+        fresh_ms: TTL_SECS * 1_000,
+        load_ms: 3,
+    }
+}
+
 /// The codec every Redis client here uses for the value: bincode 2, serde,
 /// standard configuration.
 pub fn bincode_config() -> bincode::config::Configuration {

@@ -41,11 +41,11 @@ where
 {
     let counters = &cache.inner.counters;
     match cache.lookup::<S::Value>(&key).await {
-        Lookup::Hit(v) => {
+        Lookup::Hit(v, _) => {
             bump(&counters.hits);
             return S::from_value(v);
         }
-        Lookup::Null => {
+        Lookup::Null(_) => {
             if let Some(r) = S::from_null() {
                 bump(&counters.null_hits);
                 return r;
@@ -71,8 +71,9 @@ where
     F: Future<Output = R>,
 {
     bump(&cache.inner.counters.loads);
+    let started = Instant::now();
     let result = load.await;
-    match entry::<S, R>(cache, key, spec, &result) {
+    match entry::<S, R>(cache, key, spec, &result, started.elapsed()) {
         Some((bytes, ttl)) if !ttl.is_zero() => cache.store(key, bytes, ttl).await,
         _ => {}
     }
@@ -81,7 +82,7 @@ where
 
 /// Loads `key` once across callers: waits for a load in flight in this
 /// process, or leads one, which takes the lease.
-async fn load_coordinated<S, R, F>(cache: &Cache, key: &str, spec: &Spec, load: F) -> R
+pub(crate) async fn load_coordinated<S, R, F>(cache: &Cache, key: &str, spec: &Spec, load: F) -> R
 where
     S: ReturnShape<R>,
     S::Value: Serialize + DeserializeOwned,
@@ -137,8 +138,9 @@ where
     };
 
     bump(&counters.loads);
+    let started = Instant::now();
     let result = load.await;
-    let entry = entry::<S, R>(cache, key, spec, &result);
+    let entry = entry::<S, R>(cache, key, spec, &result, started.elapsed());
     if let Some((bytes, _)) = &entry {
         publish(bytes);
     }
@@ -168,10 +170,19 @@ where
     }
 }
 
-/// The entry a load's result becomes, with its TTL: the value, or the null
-/// marker for a `None` (its TTL zero when `None` is not cached). `None` for
-/// a failure or a value that does not encode: nothing to share or store.
-fn entry<S, R>(cache: &Cache, key: &str, spec: &Spec, result: &R) -> Option<(Bytes, Duration)>
+/// The entry a load's result becomes, with the TTL to store it for: the
+/// value, fresh for the function's TTL (jittered) and kept `stale` longer;
+/// or the null marker for a `None`, fresh for the null TTL (zero when
+/// `None` is not cached). Its header records when it turns stale and how
+/// long `load` took. `None` for a failure or a value that does not encode:
+/// nothing to share or store.
+pub(crate) fn entry<S, R>(
+    cache: &Cache,
+    key: &str,
+    spec: &Spec,
+    result: &R,
+    load: Duration,
+) -> Option<(Bytes, Duration)>
 where
     S: ReturnShape<R>,
     S::Value: Serialize,
@@ -179,18 +190,29 @@ where
     let counters = &cache.inner.counters;
     let config = &cache.inner.config;
     match S::outcome(result) {
-        Outcome::Value(value) => match envelope::encode_value(value) {
-            Ok(bytes) => Some((bytes.into(), spec.value_ttl(config.default_ttl))),
-            Err(e) => {
-                bump(&counters.errors);
-                tracing::warn!(key, function = spec.name, error = %e, "value does not encode; not cached");
-                None
+        Outcome::Value(value) => {
+            let fresh = cache.jittered(spec.value_ttl(config.default_ttl));
+            match envelope::encode_value(value, &cache.header(fresh, load)) {
+                Ok(bytes) => Some((bytes.into(), fresh.saturating_add(spec.stale_grace()))),
+                Err(e) => {
+                    bump(&counters.errors);
+                    tracing::warn!(key, function = spec.name, error = %e, "value does not encode; not cached");
+                    None
+                }
             }
-        },
-        Outcome::Null => Some((
-            envelope::encode_null().into(),
-            spec.null_ttl(config.default_ttl, config.default_null_ttl),
-        )),
+        }
+        Outcome::Null => {
+            let ttl = spec.null_ttl(config.default_ttl, config.default_null_ttl);
+            let fresh = if ttl.is_zero() {
+                ttl
+            } else {
+                cache.jittered(ttl)
+            };
+            Some((
+                envelope::encode_null(&cache.header(fresh, load)).into(),
+                fresh,
+            ))
+        }
         Outcome::Failed => {
             bump(&counters.load_failures);
             tracing::debug!(key, function = spec.name, "load failed; not cached");

@@ -4,7 +4,8 @@
 use crate::backend::{Acquire, Backend, BackendError, Store, Token};
 use crate::breaker::Breaker;
 use crate::builder::{CacheBuilder, Config};
-use crate::envelope::{self, Decoded};
+use crate::clock::Clock;
+use crate::envelope::{self, Decoded, Header};
 use crate::flight::Flights;
 use crate::pending::{PendingDeletes, Retry};
 use crate::stats::{bump, CacheStats, Counters};
@@ -45,12 +46,13 @@ pub(crate) struct Inner {
     breaker: Breaker,
     pub(crate) flights: Flights,
     pending: PendingDeletes,
+    clock: Clock,
 }
 
 /// What a lookup found.
 pub(crate) enum Lookup<T> {
-    Hit(T),
-    Null,
+    Hit(T, Header),
+    Null(Header),
     Miss,
 }
 
@@ -64,6 +66,7 @@ impl Cache {
                 breaker: Breaker::new(threshold, cooldown),
                 flights: Flights::default(),
                 pending: PendingDeletes::default(),
+                clock: Clock::new(),
             }),
         }
     }
@@ -111,11 +114,11 @@ impl Cache {
     /// move the key to another slot than its lease.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         match self.lookup::<T>(&self.full_key(key)).await {
-            Lookup::Hit(v) => {
+            Lookup::Hit(v, _) => {
                 bump(&self.inner.counters.hits);
                 Some(v)
             }
-            Lookup::Null => {
+            Lookup::Null(_) => {
                 bump(&self.inner.counters.null_hits);
                 None
             }
@@ -135,11 +138,12 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let bytes = envelope::encode_value(value)?;
+        let fresh = self.jittered(ttl);
+        let bytes = envelope::encode_value(value, &self.header(fresh, Duration::ZERO))?;
         self.guarded(
             self.inner
                 .store
-                .set(&self.full_key(key), bytes.into(), self.jittered(ttl)),
+                .set(&self.full_key(key), bytes.into(), fresh),
         )
         .await?;
         Ok(())
@@ -190,6 +194,21 @@ impl Cache {
         let spec = crate::Spec::new("Cache::aside").ttl(ttl);
         crate::aside::aside::<crate::shape::ResOpt, _, _>(self, self.full_key(key), spec, load)
             .await
+    }
+
+    /// Now, in Unix milliseconds, on this cache's clock (see `clock`).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The header of an entry written now, fresh for `fresh`, loaded in
+    /// `load`.
+    pub(crate) fn header(&self, fresh: Duration, load: Duration) -> Header {
+        Header {
+            written_at_ms: self.now_ms(),
+            fresh_ms: u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX),
+            load_ms: u64::try_from(load.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 
     /// `ttl`, capped at [`MAX_TTL`](crate::MAX_TTL), shortened by a random
@@ -258,9 +277,11 @@ impl Cache {
                 return Lookup::Miss;
             }
         };
-        match envelope::decode::<T>(&bytes) {
-            Ok(Decoded::Value(v)) => Lookup::Hit(v),
-            Ok(Decoded::Null) => Lookup::Null,
+        let decoded = envelope::header(&bytes)
+            .and_then(|header| Ok((envelope::decode::<T>(&bytes)?, header)));
+        match decoded {
+            Ok((Decoded::Value(v), header)) => Lookup::Hit(v, header),
+            Ok((Decoded::Null, header)) => Lookup::Null(header),
             Err(e) => {
                 bump(&self.inner.counters.decode_errors);
                 tracing::warn!(key, error = %e, "cache entry does not decode; deleting it");
@@ -291,13 +312,24 @@ impl Cache {
         bytes: Bytes,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        self.guarded(self.inner.store.fill(key, token, bytes, self.jittered(ttl)))
+        self.guarded(self.inner.store.fill(key, token, bytes, ttl))
             .await
     }
 
     /// Ends the lease of a full key if `token` holds it.
     pub(crate) async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
         self.guarded(self.inner.store.release(key, token)).await
+    }
+
+    /// Takes the lease of a full key if none is out, entry or not.
+    pub(crate) async fn take_lease(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.guarded(self.inner.store.take_lease(key, token, ttl))
+            .await
     }
 
     /// Ends the lease of a full key if `token` holds it, leaving `answer`
@@ -315,10 +347,7 @@ impl Cache {
 
     /// Stores encoded bytes under a full key; a failure is logged and counted.
     pub(crate) async fn store(&self, key: &str, bytes: Bytes, ttl: Duration) {
-        if let Err(e) = self
-            .guarded(self.inner.store.set(key, bytes, self.jittered(ttl)))
-            .await
-        {
+        if let Err(e) = self.guarded(self.inner.store.set(key, bytes, ttl)).await {
             if !e.is_skip() {
                 tracing::warn!(key, error = %e, "cache write failed; the value is not cached");
             }

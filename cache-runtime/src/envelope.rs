@@ -4,39 +4,86 @@
 //! as the cache does:
 //!
 //! ```
-//! use cache_runtime::envelope::{self, Decoded};
+//! use cache_runtime::envelope::{self, Decoded, Header};
 //!
-//! let bytes = envelope::encode_value(&vec![1u32, 2, 3]).unwrap();
+//! let header = Header { written_at_ms: 1_790_000_000_000, fresh_ms: 60_000, load_ms: 3 };
+//! let bytes = envelope::encode_value(&vec![1u32, 2, 3], &header).unwrap();
 //! assert_eq!(bytes.len(), envelope::HEADER_LEN + 4);
 //! assert_eq!(envelope::decode::<Vec<u32>>(&bytes).unwrap(), Decoded::Value(vec![1, 2, 3]));
+//! assert_eq!(envelope::header(&bytes).unwrap(), header);
 //! ```
 //!
 //! ```text
-//! byte 0      format (1)
-//! byte 1      kind: 0 = value, 1 = null marker (a cached `None`)
-//! bytes 2..10 written at, Unix milliseconds, little endian
-//! bytes 10..  payload (value only): bincode 2, standard config
+//! byte 0       format (2)
+//! byte 1       kind: 0 = value, 1 = null marker (a cached `None`)
+//! bytes 2..8   written at, Unix milliseconds (48 bits, little endian)
+//! bytes 8..13  fresh for, milliseconds: the TTL it was written with (40 bits)
+//! bytes 13..15 how long its load took, milliseconds (16 bits, saturating)
+//! bytes 15..   payload (value only): bincode 2, standard config
 //! ```
 //!
-//! Ten bytes of overhead per entry. An entry whose format byte is not ours,
-//! whose kind is unknown or whose payload does not decode into the expected
-//! type is reported as [`DecodeError`]; the caller treats it as a miss and
-//! deletes it. Decoding is bounded by [`DECODE_LIMIT`], so a hostile length
+//! Fifteen bytes of overhead per entry. The times let a reader tell a fresh
+//! entry from a stale one kept for its grace period (`stale`), and decide
+//! when to refresh it early (`refresh`, XFetch, which weighs how long the
+//! load took). An entry whose format byte is not ours (format 1 included:
+//! it had no times), whose kind is unknown or whose payload does not
+//! decode into the expected type is reported as [`DecodeError`]; the caller
+//! treats it as a miss and deletes it. Decoding is bounded by [`DECODE_LIMIT`], so a hostile length
 //! prefix cannot make it allocate without bound, and by
 //! [`MAX_DEPTH`](crate::depth::MAX_DEPTH) levels of nesting, so hostile
 //! bytes cannot make it recurse until the stack overflows.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The envelope format this build writes and reads.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 const KIND_VALUE: u8 = 0;
 const KIND_NULL: u8 = 1;
 /// Bytes of header before the payload: the envelope's whole overhead.
-pub const HEADER_LEN: usize = 10;
+pub const HEADER_LEN: usize = 15;
 const HEADER: usize = HEADER_LEN;
+
+/// What an entry's header says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// When it was written: Unix milliseconds, as the writing cache's clock
+    /// read them.
+    pub written_at_ms: u64,
+    /// How long it is fresh after it was written (its TTL, without any
+    /// stale grace), in milliseconds.
+    pub fresh_ms: u64,
+    /// How long the load that produced it took, in milliseconds (at most
+    /// 65 535).
+    pub load_ms: u64,
+}
+
+impl Header {
+    /// The Unix millisecond at which the entry turns stale.
+    pub fn fresh_until_ms(&self) -> u64 {
+        self.written_at_ms.saturating_add(self.fresh_ms)
+    }
+
+    fn bytes(&self, kind: u8) -> [u8; HEADER] {
+        let mut h = [0u8; HEADER];
+        h[0] = FORMAT;
+        h[1] = kind;
+        h[2..8].copy_from_slice(&self.written_at_ms.min(MAX_48).to_le_bytes()[..6]);
+        h[8..13].copy_from_slice(&self.fresh_ms.min(MAX_40).to_le_bytes()[..5]);
+        h[13..15].copy_from_slice(&(self.load_ms.min(u64::from(u16::MAX)) as u16).to_le_bytes());
+        h
+    }
+}
+
+const MAX_48: u64 = (1 << 48) - 1;
+const MAX_40: u64 = (1 << 40) - 1;
+
+/// Reads a little-endian integer of `bytes.len()` (at most 8) bytes.
+fn le(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(buf)
+}
 
 /// The most bytes a payload may claim while decoding (64 MiB).
 pub const DECODE_LIMIT: usize = 64 << 20;
@@ -83,38 +130,46 @@ pub enum DecodeError {
 #[error("value does not encode: {0}")]
 pub struct EncodeError(#[from] bincode::error::EncodeError);
 
-fn header(kind: u8) -> [u8; HEADER] {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut h = [0u8; HEADER];
-    h[0] = FORMAT;
-    h[1] = kind;
-    h[2..10].copy_from_slice(&now.to_le_bytes());
-    h
-}
-
 /// Encodes a value into a new envelope.
-pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_value<T: Serialize + ?Sized>(
+    value: &T,
+    header: &Header,
+) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(HEADER + 64);
-    out.extend_from_slice(&header(KIND_VALUE));
+    out.extend_from_slice(&header.bytes(KIND_VALUE));
     bincode::serde::encode_into_std_write(value, &mut out, config())?;
     Ok(out)
 }
 
 /// Encodes the null marker (a cached `None`).
-pub fn encode_null() -> Vec<u8> {
-    header(KIND_NULL).to_vec()
+pub fn encode_null(header: &Header) -> Vec<u8> {
+    header.bytes(KIND_NULL).to_vec()
 }
 
-/// Decodes an envelope.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
+/// Checks the length and format of an envelope.
+fn check(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.len() < HEADER {
         return Err(DecodeError::Truncated(bytes.len()));
     }
     if bytes[0] != FORMAT {
         return Err(DecodeError::Format(bytes[0]));
     }
+    Ok(())
+}
+
+/// Reads an envelope's header.
+pub fn header(bytes: &[u8]) -> Result<Header, DecodeError> {
+    check(bytes)?;
+    Ok(Header {
+        written_at_ms: le(&bytes[2..8]),
+        fresh_ms: le(&bytes[8..13]),
+        load_ms: le(&bytes[13..15]),
+    })
+}
+
+/// Decodes an envelope.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeError> {
+    check(bytes)?;
     match bytes[1] {
         KIND_NULL => Ok(Decoded::Null),
         KIND_VALUE => {
@@ -130,18 +185,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeErr
     }
 }
 
-/// The Unix time in milliseconds at which an envelope was written (read by
-/// the refresh strategies to come; tested here).
-#[cfg(test)]
-pub fn written_at_ms(bytes: &[u8]) -> Option<u64> {
-    let raw: [u8; 8] = bytes.get(2..HEADER)?.try_into().ok()?;
-    Some(u64::from_le_bytes(raw))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    fn h() -> Header {
+        Header {
+            written_at_ms: 1_790_000_000_123,
+            fresh_ms: 300_000,
+            load_ms: 42,
+        }
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct User {
@@ -160,18 +215,40 @@ mod tests {
 
     #[test]
     fn value_round_trips() {
-        let bytes = encode_value(&user()).unwrap();
+        let bytes = encode_value(&user(), &h()).unwrap();
         assert_eq!(decode::<User>(&bytes).unwrap(), Decoded::Value(user()));
-        let written = written_at_ms(&bytes).unwrap();
-        assert!(
-            written > 1_600_000_000_000,
-            "timestamp is Unix milliseconds"
-        );
+        assert_eq!(header(&bytes).unwrap(), h(), "the header round-trips");
+    }
+
+    #[test]
+    fn header_fields_saturate_and_older_formats_are_refused() {
+        assert_eq!(h().fresh_until_ms(), 1_790_000_300_123);
+        let huge = Header {
+            written_at_ms: u64::MAX,
+            fresh_ms: u64::MAX,
+            load_ms: u64::MAX,
+        };
+        let read = header(&encode_null(&huge)).unwrap();
+        let saturated = Header {
+            written_at_ms: MAX_48,
+            fresh_ms: MAX_40,
+            load_ms: 65_535,
+        };
+        assert_eq!(read, saturated);
+        assert!(MAX_40 > crate::MAX_TTL.as_millis() as u64, "any TTL fits");
+        // Format 1 had no times: a miss, reloaded once.
+        let mut format_1 = encode_null(&h());
+        format_1[0] = 1;
+        assert!(matches!(
+            decode::<u8>(&format_1),
+            Err(DecodeError::Format(1))
+        ));
+        assert!(matches!(header(&format_1), Err(DecodeError::Format(1))));
     }
 
     #[test]
     fn null_marker_round_trips_into_any_type() {
-        let bytes = encode_null();
+        let bytes = encode_null(&h());
         assert_eq!(bytes.len(), HEADER);
         assert_eq!(decode::<User>(&bytes).unwrap(), Decoded::Null);
     }
@@ -179,12 +256,15 @@ mod tests {
     #[test]
     fn overhead_is_the_header() {
         let raw = bincode::serde::encode_to_vec(user(), config()).unwrap();
-        assert_eq!(encode_value(&user()).unwrap().len() - raw.len(), HEADER);
+        assert_eq!(
+            encode_value(&user(), &h()).unwrap().len() - raw.len(),
+            HEADER
+        );
     }
 
     #[test]
     fn corrupt_entries_are_errors_not_panics() {
-        let good = encode_value(&user()).unwrap();
+        let good = encode_value(&user(), &h()).unwrap();
         assert!(matches!(
             decode::<User>(&[]),
             Err(DecodeError::Truncated(0))
@@ -229,17 +309,17 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded() {
-        let modest = encode_value(&tree(100)).unwrap();
+        let modest = encode_value(&tree(100), &h()).unwrap();
         assert_eq!(decode::<Tree>(&modest).unwrap(), Decoded::Value(tree(100)));
         // A million levels would overflow any thread's stack: Node is
         // variant 1, Leaf variant 0.
-        let mut hostile = header(KIND_VALUE).to_vec();
+        let mut hostile = h().bytes(KIND_VALUE).to_vec();
         hostile.extend(std::iter::repeat_n(1u8, 1_000_000));
         hostile.push(0);
         let err = decode::<Tree>(&hostile).unwrap_err();
         assert!(err.to_string().contains("nest deeper"), "{err}");
         let nested = vec![vec![vec![Some((1u8, "x".to_string()))]]];
-        let bytes = encode_value(&nested).unwrap();
+        let bytes = encode_value(&nested, &h()).unwrap();
         assert_eq!(
             decode::<Vec<Vec<Vec<Option<(u8, String)>>>>>(&bytes).unwrap(),
             Decoded::Value(nested)
@@ -285,10 +365,10 @@ mod tests {
             vec!["a".to_string(); 3],
             Some('ü'),
         );
-        let bytes = encode_value(&value).unwrap();
+        let bytes = encode_value(&value, &h()).unwrap();
         assert_eq!(decode(&bytes).unwrap(), Decoded::Value(value));
         // Not UTF-8 where a string is expected: an error, never a panic.
-        let mut bad = encode_value(&"ab".to_string()).unwrap();
+        let mut bad = encode_value(&"ab".to_string(), &h()).unwrap();
         *bad.last_mut().unwrap() = 0xff;
         assert!(matches!(
             decode::<String>(&bad),
@@ -299,7 +379,7 @@ mod tests {
     #[test]
     fn hostile_length_prefix_is_refused_without_allocating_it() {
         // A Vec<u8> claiming u64::MAX elements.
-        let mut bytes = header(KIND_VALUE).to_vec();
+        let mut bytes = h().bytes(KIND_VALUE).to_vec();
         bytes.push(253); // varint tag for a u64
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(

@@ -70,6 +70,11 @@ impl Flights {
         })
     }
 
+    /// Whether a load of `key` is in flight in this cache.
+    pub(crate) fn in_flight(&self, key: &str) -> bool {
+        self.lock().contains_key(key)
+    }
+
     /// Detaches the loads in flight for `keys`: a caller arriving after the
     /// invalidation starts a new load instead of waiting for a value read
     /// before the write. Callers already waiting keep waiting.

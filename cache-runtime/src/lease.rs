@@ -120,6 +120,30 @@ pub(crate) async fn obtain<'a>(
     }
 }
 
+/// Takes the lease of `key` for a background refresh: the entry exists,
+/// so [`obtain`] would return it. `None` when the lease is out (another
+/// process refreshes, or a failed refresh holds it) or the backend fails.
+pub(crate) async fn take<'a>(cache: &'a Cache, key: &'a str, ttl: Duration) -> Option<Lease<'a>> {
+    let mut lease = Lease {
+        cache,
+        key,
+        token: Token::random(),
+        armed: true,
+    };
+    match cache.take_lease(key, lease.token, ttl).await {
+        Ok(true) => Some(lease),
+        Ok(false) => {
+            lease.armed = false;
+            None
+        }
+        Err(e) => {
+            // As in `obtain`: only an outage may have granted it unseen.
+            lease.armed = e.is_outage();
+            None
+        }
+    }
+}
+
 /// A held lease. Fill, answer or release it; if the holder's future is
 /// dropped first (a cancelled request), or the call that ends it fails, it
 /// is released in the background on the tokio runtime, so that waiters
@@ -166,6 +190,11 @@ impl Lease<'_> {
     /// Ends the lease without storing, so that another caller may load.
     pub(crate) async fn release(mut self) {
         self.armed = self.cache.release(self.key, self.token).await.is_err();
+    }
+
+    /// Leaves the lease to end at its TTL: no one takes it meanwhile.
+    pub(crate) fn keep(mut self) {
+        self.armed = false;
     }
 }
 

@@ -34,6 +34,7 @@ mod backend;
 mod breaker;
 mod builder;
 mod cache;
+mod clock;
 mod default;
 mod depth;
 pub mod envelope;
@@ -43,6 +44,7 @@ mod invalidate;
 mod key;
 mod lease;
 mod pending;
+mod refresh;
 mod shape;
 mod spec;
 mod stats;
@@ -54,7 +56,7 @@ pub use default::{default_cache, set_default, try_set_default};
 pub use depth::MAX_DEPTH;
 pub use error::{BackendError, DecodeError, EncodeError, Error};
 pub use key::{key_part, KeyPart, KeyWriter};
-pub use spec::Spec;
+pub use spec::{Refresh, Spec};
 pub use stats::CacheStats;
 
 /// The longest time an entry lives: longer TTLs are capped to it (ten years).
@@ -67,6 +69,7 @@ pub mod __private {
     pub use crate::default::required as default_cache;
     pub use crate::invalidate::invalidate_after;
     pub use crate::key::KeyBuilder;
+    pub use crate::refresh::read;
     pub use crate::shape::{Opt, Plain, Res, ResOpt};
     pub use crate::Cache;
     pub use crate::Spec;

@@ -1,6 +1,7 @@
 //! [`Spec`]: the per-function options the macros pass to the runtime.
 
 use crate::builder::Config;
+pub use crate::refresh::Refresh;
 use std::time::Duration;
 
 /// How much longer than the lease TTL a caller waits for another caller's
@@ -27,6 +28,11 @@ pub struct Spec {
     /// lease held elsewhere before it runs the body itself (and does not
     /// store the result).
     pub lease_wait: Option<Duration>,
+    /// How long a value is kept past its TTL, served stale while it is
+    /// refreshed in the background (and while refreshing fails).
+    pub stale: Option<Duration>,
+    /// When a fresh value is refreshed ahead of its expiry.
+    pub refresh: Refresh,
 }
 
 impl Spec {
@@ -39,6 +45,8 @@ impl Spec {
             lock: true,
             lease_ttl: None,
             lease_wait: None,
+            stale: None,
+            refresh: Refresh::Never,
         }
     }
 
@@ -75,6 +83,23 @@ impl Spec {
     pub const fn lease_wait_ms(mut self, ms: u64) -> Spec {
         self.lease_wait = Some(Duration::from_millis(ms));
         self
+    }
+
+    /// Keeps values `ms` milliseconds past their TTL (see [`Spec::stale`]).
+    pub const fn stale_ms(mut self, ms: u64) -> Spec {
+        self.stale = Some(Duration::from_millis(ms));
+        self
+    }
+
+    /// Refreshes values ahead of expiry (see [`Refresh`]).
+    pub const fn refresh(mut self, refresh: Refresh) -> Spec {
+        self.refresh = refresh;
+        self
+    }
+
+    /// How long values are kept past their TTL: zero without `stale`.
+    pub(crate) fn stale_grace(&self) -> Duration {
+        self.stale.unwrap_or(Duration::ZERO)
     }
 
     /// The lease TTL: the function's, else the cache's; at least 1 ms.

@@ -35,6 +35,15 @@ pub struct CacheStats {
     /// invalidated or written meanwhile, or the lease expired): their
     /// result was returned but not stored, as it may predate the write.
     pub lease_lost: u64,
+    /// Reads answered with a value past its TTL, within its `stale` grace
+    /// period (stale-while-revalidate), each starting a background refresh.
+    pub stale_hits: u64,
+    /// Background refreshes run: ahead of expiry (`refresh`), or of a stale
+    /// value (`stale`).
+    pub refreshes: u64,
+    /// Background refreshes whose body failed: the cached value was kept
+    /// (fail-safe), and the key is not tried again for a lease TTL.
+    pub refresh_failures: u64,
     /// Backend calls that failed or timed out.
     pub errors: u64,
     /// Backend calls skipped while the circuit breaker was open.
@@ -57,6 +66,9 @@ pub(crate) struct Counters {
     pub(crate) lease_waits: AtomicU64,
     pub(crate) wait_timeouts: AtomicU64,
     pub(crate) lease_lost: AtomicU64,
+    pub(crate) stale_hits: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) refresh_failures: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
@@ -81,6 +93,9 @@ impl Counters {
             lease_waits: self.lease_waits.load(Relaxed),
             wait_timeouts: self.wait_timeouts.load(Relaxed),
             lease_lost: self.lease_lost.load(Relaxed),
+            stale_hits: self.stale_hits.load(Relaxed),
+            refreshes: self.refreshes.load(Relaxed),
+            refresh_failures: self.refresh_failures.load(Relaxed),
             errors: self.errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),

@@ -310,6 +310,25 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn take_lease(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if shard.leases.get(key).is_some_and(|l| l.expires_at > now) {
+            return Ok(false);
+        }
+        let lease = Lease {
+            state: LeaseState::Held(token),
+            expires_at: deadline(now, ttl),
+        };
+        shard.leases.insert(key.to_owned(), lease);
+        Ok(true)
+    }
+
     async fn answer(
         &self,
         key: &str,

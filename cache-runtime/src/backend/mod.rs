@@ -122,6 +122,14 @@ pub(crate) trait Backend: Send + Sync {
     ) -> Result<bool, BackendError>;
     /// Ends the lease of `key` if `token` holds it.
     async fn release(&self, key: &str, token: Token) -> Result<(), BackendError>;
+    /// Takes the lease of `key` for `token` if no lease is out, whether or
+    /// not the key holds an entry (to refresh it); `false` when one is.
+    async fn take_lease(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
     /// Ends the lease of `key` if `token` holds it, and leaves `answer` in
     /// its place for `window`: [`acquire`](Self::acquire) returns it as
     /// [`Acquire::Answer`] meanwhile, but it is no entry (`get` does not see
@@ -186,6 +194,14 @@ impl Backend for Store {
     }
     async fn release(&self, key: &str, token: Token) -> Result<(), BackendError> {
         dispatch!(self, b => b.release(key, token).await)
+    }
+    async fn take_lease(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        dispatch!(self, b => b.take_lease(key, token, ttl).await)
     }
     async fn answer(
         &self,

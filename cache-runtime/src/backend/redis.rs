@@ -256,6 +256,23 @@ impl Backend for RedisBackend {
             .await
     }
 
+    async fn take_lease(
+        &self,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let set = redis::cmd("SET")
+            .arg(lease_key(key))
+            .arg(token.0)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .clone();
+        let taken: Option<String> = self.run(&set).await?;
+        Ok(taken.is_some())
+    }
+
     async fn answer(
         &self,
         key: &str,
