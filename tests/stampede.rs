@@ -141,13 +141,19 @@ impl Drop for Worker {
     }
 }
 
-/// `round <n> <start>` for every worker, starting together 50 ms from now.
-fn start_round(workers: &mut [Worker], round: u64) {
+/// `<command> <n> <start> <args>` for every worker, starting together 50 ms
+/// from now.
+fn start_together(workers: &mut [Worker], command: &str, round: u64, args: &str) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let start = (now + Duration::from_millis(50)).as_millis();
     for worker in workers {
-        worker.send(&format!("round {round} {start}"));
+        worker.send(&format!("{command} {round} {start} {args}"));
     }
+}
+
+/// `round <n> <start>` for every worker, starting together.
+fn start_round(workers: &mut [Worker], round: u64) {
+    start_together(workers, "round", round, "");
 }
 
 #[test]
@@ -249,4 +255,33 @@ async fn a_hung_holder_in_memory_is_replaced_once_its_lease_expires() {
         Some(Node::value(0)),
         "another cache filled the key"
     );
+}
+
+/// Refresh-ahead across processes: 4 processes x 250 readers read one key
+/// every 10 ms for 4 s. Its TTL is 1 s, refreshed at half of it, and its
+/// body takes 100 ms. After the first load nobody misses, and the body runs
+/// once per refresh window (about every 600 ms), not once per reader or
+/// per process.
+#[test]
+fn four_processes_reading_a_refreshed_key_never_miss() {
+    let server = RedisServer::start();
+    let mut workers = Worker::spawn_all(&server, Duration::from_secs(5), Duration::from_secs(6));
+    start_together(&mut workers[..1], "watch", 0, "1");
+    let warm = workers[0].expect("watched");
+    assert_eq!(warm[4], 1, "its first readers share one load: {warm:?}");
+    assert_eq!(warm[1], warm[2], "and all got the value: {warm:?}");
+    start_together(&mut workers, "watch", 0, "4000");
+    let watched: Vec<Vec<u64>> = workers.iter().map(|w| w.expect("watched")).collect();
+    let sum = |i: usize| watched.iter().map(|w| w[i]).sum::<u64>();
+    let (right, reads, misses, loads) = (sum(1), sum(2), sum(3), sum(4));
+    println!(
+        "refresh ahead: {reads} reads by 4 processes over 4 s, {misses} misses, {loads} loads"
+    );
+    assert_eq!(right, reads, "every read got the value: {watched:?}");
+    assert_eq!(misses, 0, "never a miss after the first load: {watched:?}");
+    assert!(
+        (4..=9).contains(&loads),
+        "one load per refresh window (4 s / 0.5-1 s), not per reader: {loads} loads, {watched:?}"
+    );
+    assert!(reads > 10_000, "{reads} reads");
 }

@@ -48,9 +48,30 @@ pub(crate) const STRATEGIES: [&str; 5] = [
     "refresh_ahead",
 ];
 
+/// The strategies this build implements.
+#[derive(Clone, Copy, PartialEq, Debug, Default)]
+pub(crate) enum Strategy {
+    #[default]
+    Aside,
+    ReadThrough,
+    RefreshAhead,
+}
+
+/// `refresh = ...`: when a value is refreshed ahead of its expiry.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum RefreshArg {
+    /// A fraction of the TTL (`0.8`).
+    Fraction(f64),
+    /// An age, in milliseconds (`"4m"`, `240`).
+    AfterMs(u64),
+    /// Probabilistic early expiration (`"xfetch"`).
+    XFetch,
+}
+
 /// Arguments of `#[cached]`.
 #[derive(Default)]
 pub(crate) struct CachedArgs {
+    pub(crate) strategy: Strategy,
     pub(crate) key: Option<LitStr>,
     pub(crate) ttl_ms: Option<u64>,
     pub(crate) null_ttl_ms: Option<u64>,
@@ -58,8 +79,15 @@ pub(crate) struct CachedArgs {
     pub(crate) lock: Option<bool>,
     pub(crate) lease_ttl_ms: Option<u64>,
     pub(crate) lease_wait_ms: Option<u64>,
+    pub(crate) refresh: Option<RefreshArg>,
+    pub(crate) beta: Option<f64>,
+    pub(crate) stale_ms: Option<u64>,
+    /// `handle = NAME`: the read-through handle to define.
+    pub(crate) handle: Option<Ident>,
     pub(crate) cache: Option<Expr>,
     pub(crate) krate: Option<Path>,
+    /// Where each argument was given, for errors that involve two of them.
+    spans: Vec<(&'static str, Span)>,
 }
 
 /// Arguments of `#[invalidates]`.
@@ -70,7 +98,7 @@ pub(crate) struct InvalidatesArgs {
     pub(crate) krate: Option<Path>,
 }
 
-const CACHED_NAMES: [&str; 9] = [
+const CACHED_NAMES: [&str; 13] = [
     "strategy",
     "key",
     "ttl",
@@ -78,6 +106,10 @@ const CACHED_NAMES: [&str; 9] = [
     "lock",
     "lease_ttl",
     "lease_wait",
+    "refresh",
+    "beta",
+    "stale",
+    "handle",
     "cache",
     "crate",
 ];
@@ -169,6 +201,78 @@ fn boolean(errors: &mut Errors, name: &str, value: &Expr) -> Option<bool> {
     }
 }
 
+/// `refresh = 0.8`, `refresh = "4m"`, `refresh = 240`, `refresh = "xfetch"`.
+fn refresh(errors: &mut Errors, value: &Expr) -> Option<RefreshArg> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => match f.base10_parse::<f64>() {
+            Ok(fraction) if fraction > 0.0 && fraction < 1.0 => {
+                Some(RefreshArg::Fraction(fraction))
+            }
+            _ => {
+                errors.push(
+                    f.span(),
+                    "`refresh` as a fraction of the TTL lies strictly between 0 and 1 (`refresh = 0.8`: at 80% of the TTL)",
+                );
+                None
+            }
+        },
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value() == "xfetch" => Some(RefreshArg::XFetch),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(_) | Lit::Int(_),
+            ..
+        }) => positive_ms(errors, "refresh", value, "").map(RefreshArg::AfterMs),
+        other => {
+            errors.push(
+                other.span(),
+                "`refresh` takes a fraction of the TTL (`refresh = 0.8`), an age (`refresh = \"4m\"`) or `\"xfetch\"`",
+            );
+            None
+        }
+    }
+}
+
+/// A positive number: `beta = 1.5` or `beta = 2`.
+fn positive_number(errors: &mut Errors, name: &str, value: &Expr) -> Option<f64> {
+    let number = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match number {
+        Some(n) if n > 0.0 && n.is_finite() => Some(n),
+        _ => {
+            errors.push(
+                value.span(),
+                format!("`{name}` takes a number greater than zero, like `{name} = 1.0`"),
+            );
+            None
+        }
+    }
+}
+
+fn ident(errors: &mut Errors, name: &str, value: &Expr) -> Option<Ident> {
+    match value {
+        Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+            p.path.get_ident().cloned()
+        }
+        other => {
+            errors.push(
+                other.span(),
+                format!("`{name}` takes a name, like `{name} = USERS`"),
+            );
+            None
+        }
+    }
+}
+
 fn krate(errors: &mut Errors, value: &Expr) -> Option<Path> {
     let lit = string(errors, "crate", value)?;
     lit.parse::<Path>()
@@ -203,12 +307,26 @@ impl CachedArgs {
             if !seen.first(errors, &name) {
                 continue;
             }
+            if let Some(known) = CACHED_NAMES.iter().find(|n| **n == name_str) {
+                args.spans.push((known, value.span()));
+            }
             match name_str.as_str() {
                 "strategy" => {
                     if let Some(lit) = string(errors, "strategy", &value) {
-                        check_strategy(errors, &lit);
+                        args.strategy = strategy(errors, &lit).unwrap_or_default();
                     }
                 }
+                "refresh" => args.refresh = refresh(errors, &value),
+                "beta" => args.beta = positive_number(errors, "beta", &value),
+                "stale" => {
+                    args.stale_ms = positive_ms(
+                        errors,
+                        "stale",
+                        &value,
+                        ": it is the time a value is served past its TTL",
+                    )
+                }
+                "handle" => args.handle = ident(errors, "handle", &value),
                 "key" => args.key = string(errors, "key", &value),
                 "ttl" => {
                     args.ttl_ms = positive_ms(
@@ -245,17 +363,69 @@ impl CachedArgs {
                 );
             }
         }
+        args.check(errors);
         args
+    }
+
+    /// Where `name` was given.
+    fn span_of(&self, name: &str) -> Option<Span> {
+        self.spans.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// Whether the function may load in the background (refresh ahead, or
+    /// refresh a stale value), which needs owned copies of its arguments.
+    pub(crate) fn loads_in_background(&self) -> bool {
+        self.strategy == Strategy::RefreshAhead || self.stale_ms.is_some()
+    }
+
+    /// Arguments that make no sense together.
+    fn check(&self, errors: &mut Errors) {
+        let refresh_ahead = self.strategy == Strategy::RefreshAhead;
+        if let (Some(span), false) = (self.span_of("refresh"), refresh_ahead) {
+            errors.push(span, "`refresh` applies to `strategy = \"refresh_ahead\"`");
+        }
+        if let (Some(RefreshArg::AfterMs(after)), Some(ttl), Some(span)) =
+            (self.refresh, self.ttl_ms, self.span_of("refresh"))
+        {
+            if after >= ttl {
+                errors.push(span, "`refresh` comes at or after the TTL, when the value has expired: refresh earlier, or give a fraction (`refresh = 0.8`)");
+            }
+        }
+        if let Some(span) = self.span_of("beta") {
+            if self.refresh != Some(RefreshArg::XFetch) {
+                errors.push(
+                    span,
+                    "`beta` weighs XFetch's early refreshes: it needs `refresh = \"xfetch\"`",
+                );
+            }
+        }
+        if let (Some(span), Some(false), true) =
+            (self.span_of("lock"), self.lock, self.loads_in_background())
+        {
+            errors.push(span, "`lock = false` cannot go with `stale` or `refresh_ahead`: background refreshes take the key's lease, so that one runs per key");
+        }
+        let read_through = self.strategy == Strategy::ReadThrough;
+        if let (Some(handle), false) = (&self.handle, read_through) {
+            errors.push(
+                handle.span(),
+                "`handle` names the read path of `strategy = \"read_through\"`",
+            );
+        }
+        if let (None, true, Some(span)) = (&self.handle, read_through, self.span_of("strategy")) {
+            errors.push(span, "`read_through` needs a handle for other code to read through: add `handle = NAME`, a constant this attribute defines");
+        }
     }
 }
 
-fn check_strategy(errors: &mut Errors, lit: &LitStr) {
+fn strategy(errors: &mut Errors, lit: &LitStr) -> Option<Strategy> {
     let name = lit.value();
     match name.as_str() {
-        "aside" => {}
+        "aside" => return Some(Strategy::Aside),
+        "read_through" => return Some(Strategy::ReadThrough),
+        "refresh_ahead" => return Some(Strategy::RefreshAhead),
         s if STRATEGIES.contains(&s) => errors.push(
             lit.span(),
-            format!("strategy `{s}` is not supported yet; supported: aside"),
+            format!("strategy `{s}` is not supported yet; supported: aside, read_through, refresh_ahead"),
         ),
         s => errors.push(
             lit.span(),
@@ -266,6 +436,7 @@ fn check_strategy(errors: &mut Errors, lit: &LitStr) {
             ),
         ),
     }
+    None
 }
 
 impl InvalidatesArgs {

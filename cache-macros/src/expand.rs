@@ -3,8 +3,9 @@
 //! `async move` block. Internal bindings use `Span::mixed_site()`, so they
 //! can neither see nor shadow the user's names.
 
-use crate::args::{CachedArgs, InvalidatesArgs};
+use crate::args::{CachedArgs, InvalidatesArgs, RefreshArg, Strategy};
 use crate::errors::Errors;
+use crate::owned;
 use crate::signature::{FnInfo, Param};
 use crate::suggest::did_you_mean;
 use crate::template::{self, Segment};
@@ -146,7 +147,7 @@ fn template_key(
 /// argument but `self`, separated by `:`.
 fn default_key(rt: &TokenStream, cache: &Ident, info: &FnInfo, errors: &mut Errors) -> TokenStream {
     let mut calls = Vec::new();
-    for Param { name, span } in &info.params {
+    for Param { name, span, .. } in &info.params {
         match name {
             Some(name) => calls.push(quote_spanned!(*span=> .lit(":").part(&#name))),
             None => errors.push(
@@ -207,10 +208,38 @@ pub(crate) fn cached(
     if let Some(ms) = args.lease_wait_ms {
         spec.extend(quote!(.lease_wait_ms(#ms)));
     }
+    if let Some(ms) = args.stale_ms {
+        spec.extend(quote!(.stale_ms(#ms)));
+    }
+    if args.strategy == Strategy::RefreshAhead {
+        let policy = match args.refresh.unwrap_or(RefreshArg::Fraction(0.8)) {
+            RefreshArg::Fraction(f) => quote!(Fraction(#f)),
+            RefreshArg::AfterMs(ms) => quote!(After(::core::time::Duration::from_millis(#ms))),
+            RefreshArg::XFetch => {
+                let beta = args.beta.unwrap_or(1.0);
+                quote!(XFetch { beta: #beta })
+            }
+        };
+        spec.extend(quote!(.refresh(#rt::__private::Refresh::#policy)));
+    }
     let shape = info.shape.marker();
     let block = &func.block;
-    let call = quote! {
-        #rt::__private::aside::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
+    let call = if args.loads_in_background() {
+        let make = owned::owned_body(&rt, info, block, errors);
+        quote! {
+            #rt::__private::read::<#rt::__private::#shape, _, _, _>(#cache, #key, #spec, #make).await
+        }
+    } else {
+        quote! {
+            #rt::__private::aside::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
+        }
+    };
+    // A background load hands its result over from another task.
+    let background_check = match (&func.sig.output, args.loads_in_background()) {
+        (syn::ReturnType::Type(_, ty), true) => {
+            quote_spanned!(ty.span()=> #rt::__private::assert_background::<#ty>();)
+        }
+        _ => quote!(),
     };
     // The bound check sits on the return type, so that a value that cannot
     // be cached is reported there rather than inside generated code. The
@@ -228,6 +257,7 @@ pub(crate) fn cached(
         func,
         quote! {
             #check
+            #background_check
             #bind_cache
             let #key = #key_expr;
             #call

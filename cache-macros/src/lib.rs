@@ -9,6 +9,7 @@ mod args;
 mod duration;
 mod errors;
 mod expand;
+mod owned;
 mod signature;
 mod suggest;
 mod template;

@@ -31,11 +31,27 @@ impl Shape {
 pub(crate) struct Param {
     /// `None` for patterns that bind no single name (`(a, b): (u8, u8)`).
     pub(crate) name: Option<Ident>,
+    /// Bound with `mut`.
+    pub(crate) mutable: bool,
     pub(crate) span: Span,
+    pub(crate) ty: Type,
+}
+
+/// How a method takes `self`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum Receiver {
+    /// `&self`, `self: &Self`.
+    Shared,
+    /// `&mut self`, `self: &mut Self`.
+    Exclusive,
+    /// `self`, `mut self`, `self: Arc<Self>` and other owned forms.
+    Owned,
 }
 
 pub(crate) struct FnInfo {
     pub(crate) has_receiver: bool,
+    /// How `self` is taken, with the span of the receiver.
+    pub(crate) receiver: Option<(Receiver, Span)>,
     /// The receiver is `&self` (or `self: &Self`): borrowing a cache from it
     /// does not conflict with the body, which only copies the reference.
     pub(crate) shared_receiver: bool,
@@ -120,20 +136,34 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
     }
     let mut has_receiver = false;
     let mut shared_receiver = false;
+    let mut receiver = None;
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(r) => {
                 has_receiver = true;
                 shared_receiver = matches!(&*r.ty, Type::Reference(t) if t.mutability.is_none());
+                let kind = match &*r.ty {
+                    Type::Reference(t) if t.mutability.is_none() => Receiver::Shared,
+                    Type::Reference(_) => Receiver::Exclusive,
+                    _ => Receiver::Owned,
+                };
+                receiver = Some((kind, r.span()));
             }
-            FnArg::Typed(pt) => params.push(Param {
-                name: match &*pt.pat {
-                    Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.clone()),
-                    _ => None,
-                },
-                span: pt.pat.span(),
-            }),
+            FnArg::Typed(pt) => {
+                let (name, mutable) = match &*pt.pat {
+                    Pat::Ident(p) if p.subpat.is_none() => {
+                        (Some(p.ident.clone()), p.mutability.is_some())
+                    }
+                    _ => (None, false),
+                };
+                params.push(Param {
+                    name,
+                    mutable,
+                    span: pt.pat.span(),
+                    ty: (*pt.ty).clone(),
+                });
+            }
         }
     }
     let (shape, value_ty) = match &sig.output {
@@ -158,6 +188,7 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
     };
     FnInfo {
         has_receiver,
+        receiver,
         shared_receiver,
         params,
         shape,

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::envelope::{self, Decoded, Header};
 use crate::flight::Flights;
 use crate::pending::{PendingDeletes, Retry};
+use crate::refresh::Refreshing;
 use crate::stats::{bump, CacheStats, Counters};
 use crate::Error;
 use bytes::Bytes;
@@ -45,6 +46,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     breaker: Breaker,
     pub(crate) flights: Flights,
+    pub(crate) refreshing: Refreshing,
     pending: PendingDeletes,
     clock: Clock,
 }
@@ -65,6 +67,7 @@ impl Cache {
                 counters: Counters::default(),
                 breaker: Breaker::new(threshold, cooldown),
                 flights: Flights::default(),
+                refreshing: Refreshing::default(),
                 pending: PendingDeletes::default(),
                 clock: Clock::new(),
             }),
@@ -332,6 +335,18 @@ impl Cache {
             .await
     }
 
+    /// Ends the lease of a full key if `token` holds it, leaving a throttle
+    /// for `window` (see `Backend::throttle`).
+    pub(crate) async fn throttle(
+        &self,
+        key: &str,
+        token: Token,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        self.guarded(self.inner.store.throttle(key, token, window))
+            .await
+    }
+
     /// Ends the lease of a full key if `token` holds it, leaving `answer`
     /// to its waiters for `window`.
     pub(crate) async fn answer(
@@ -343,6 +358,13 @@ impl Cache {
     ) -> Result<(), BackendError> {
         self.guarded(self.inner.store.answer(key, token, answer, window))
             .await
+    }
+
+    /// The header of a full key's entry; `None` when absent, undecodable
+    /// or unreachable.
+    pub(crate) async fn header_of(&self, key: &str) -> Option<Header> {
+        let bytes = self.guarded(self.inner.store.get(key)).await.ok()??;
+        envelope::header(&bytes).ok()
     }
 
     /// Stores encoded bytes under a full key; a failure is logged and counted.

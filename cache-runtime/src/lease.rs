@@ -196,6 +196,16 @@ impl Lease<'_> {
     pub(crate) fn keep(mut self) {
         self.armed = false;
     }
+
+    /// Ends the lease with a throttle for `window`: background refreshes of
+    /// the key wait it out, in every process; a miss does not.
+    pub(crate) async fn throttle(mut self, window: Duration) {
+        self.armed = self
+            .cache
+            .throttle(self.key, self.token, window)
+            .await
+            .is_err();
+    }
 }
 
 impl Drop for Lease<'_> {

@@ -69,10 +69,66 @@ pub mod __private {
     pub use crate::default::required as default_cache;
     pub use crate::invalidate::invalidate_after;
     pub use crate::key::KeyBuilder;
-    pub use crate::refresh::read;
+    pub use crate::refresh::{read, Refresh};
     pub use crate::shape::{Opt, Plain, Res, ResOpt};
     pub use crate::Cache;
     pub use crate::Spec;
+
+    /// `refresh_ahead`, `stale`: checks at the return type that a load in
+    /// a background task can hand its result over.
+    #[inline(always)]
+    pub fn assert_background<R: BackgroundResult>() {}
+
+    /// A result a background load can hand over: `Send + 'static`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the result of a background refresh: it must be `Send + 'static`",
+        label = "refresh_ahead and stale load in a background task, which returns this type",
+        note = "make the error type `Send + Sync + 'static` (for example `Box<dyn Error + Send + Sync>`)"
+    )]
+    pub trait BackgroundResult {}
+    #[diagnostic::do_not_recommend]
+    impl<T: Send + 'static> BackgroundResult for T {}
+
+    /// A copy of `self` for a background load.
+    #[inline]
+    pub fn owned_self<T: OwnedSelf>(receiver: &T) -> T {
+        receiver.clone()
+    }
+
+    /// A receiver a background load can copy.
+    #[diagnostic::on_unimplemented(
+        message = "a background refresh needs its own copy of `self`, and `{Self}` cannot be copied: it must be `Clone + Send + Sync + 'static`",
+        label = "refresh_ahead and stale copy `self` here, to load after the call returns",
+        note = "derive `Clone` for `{Self}` (cheap when its fields are `Arc`s, pools or `Cache`s), or take `self: Arc<Self>`"
+    )]
+    pub trait OwnedSelf: Clone + Send + Sync + 'static {}
+    #[diagnostic::do_not_recommend]
+    impl<T: Clone + Send + Sync + 'static> OwnedSelf for T {}
+
+    /// A copy of an argument for a background load.
+    #[inline]
+    pub fn owned_arg<T: OwnedArg>(arg: &T) -> T {
+        arg.clone()
+    }
+
+    /// An owned copy of a borrowed argument for a background load.
+    #[inline]
+    pub fn owned_ref<T: ?Sized + ToOwned>(arg: &T) -> T::Owned
+    where
+        T::Owned: OwnedArg,
+    {
+        arg.to_owned()
+    }
+
+    /// An argument a background load can copy.
+    #[diagnostic::on_unimplemented(
+        message = "a background refresh needs its own copy of this argument, and `{Self}` cannot be copied: it must be `Clone + Send + 'static`",
+        label = "refresh_ahead and stale copy this argument, to load after the call returns",
+        note = "derive `Clone` for `{Self}`, or pass an owned value or an `Arc` of it"
+    )]
+    pub trait OwnedArg: Clone + Send + 'static {}
+    #[diagnostic::do_not_recommend]
+    impl<T: Clone + Send + 'static> OwnedArg for T {}
 
     /// Checks at the return type that the cached value can be stored.
     #[inline(always)]

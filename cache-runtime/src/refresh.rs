@@ -9,15 +9,19 @@
 //!   a grace period; a read in that period returns it at once and refreshes
 //!   it in the background;
 //! - **fail-safe**: a background refresh whose body fails keeps the value,
-//!   and keeps the key's lease until the lease's TTL, so a failing source is
-//!   tried once per lease TTL across every process, not once per read. Past
-//!   the grace period the value is gone and a read returns the body's error.
+//!   and leaves a throttle in the key's lease for a lease TTL, so a failing
+//!   source is tried once per lease TTL across every process, not once per
+//!   read. Past the grace period the value is gone; a read loads at once
+//!   (the throttle does not hold misses back) and returns the body's error.
 //!
-//! One background refresh runs per key: one per process (it leads the
-//! key's flight, so misses meanwhile wait for it), and one across processes
-//! (it takes the key's lease, which invalidations delete, so a refresh that
-//! read the source before a write is not stored). A miss is cache-aside
-//! with leases.
+//! One background refresh runs per key: one per process (a burst of reads
+//! past the threshold schedules one; it leads the key's flight, so misses
+//! meanwhile wait for it), and one across processes (it takes the key's
+//! lease, which invalidations delete, so a refresh that read the source
+//! before a write is not stored). Holding the lease, it checks that the
+//! entry is still the one it set out to refresh: one written meanwhile by
+//! another process's refresh is left alone. A miss is cache-aside with
+//! leases.
 
 use crate::aside::{entry, load_coordinated};
 use crate::cache::{Cache, Lookup};
@@ -29,9 +33,48 @@ use crate::stats::bump;
 use crate::Spec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The keys with a background refresh scheduled or running in one cache.
+#[derive(Debug, Default)]
+pub(crate) struct Refreshing(Mutex<HashSet<String>>);
+
+impl Refreshing {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A claim on refreshing one key in this cache, given up when dropped.
+struct Claim {
+    cache: Cache,
+    key: String,
+}
+
+impl Claim {
+    /// The claim on `key`, unless a refresh of it is already scheduled.
+    fn new(cache: &Cache, key: String) -> Option<Claim> {
+        if !cache.inner.refreshing.lock().insert(key.clone()) {
+            return None;
+        }
+        Some(Claim {
+            cache: cache.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.cache.inner.refreshing.lock().remove(&self.key);
+    }
+}
 
 /// When a fresh value is refreshed ahead of its expiry.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,13 +135,13 @@ where
             if now < header.fresh_until_ms() {
                 bump(&counters.hits);
                 if spec.refresh.due(&header, now, || 1.0 - fastrand::f64()) {
-                    in_background::<S, R, F>(cache, key, spec, make);
+                    in_background::<S, R, F>(cache, key, spec, header, make);
                 }
                 return S::from_value(v);
             }
             if spec.stale.is_some() {
                 bump(&counters.stale_hits);
-                in_background::<S, R, F>(cache, key, spec, make);
+                in_background::<S, R, F>(cache, key, spec, header, make);
                 return S::from_value(v);
             }
             // Past its TTL without a grace period (another function wrote
@@ -118,10 +161,16 @@ where
     Box::pin(load_coordinated::<S, R, F>(cache, &key, &spec, make())).await
 }
 
-/// Starts a background refresh of `key`, unless one is loading it in this
-/// process already or no tokio runtime runs here.
-fn in_background<S, R, F>(cache: &Cache, key: String, spec: Spec, make: impl FnOnce() -> F)
-where
+/// Starts a background refresh of the entry of `key` written as `seen`,
+/// unless one is scheduled or a load of it is in flight in this process
+/// already, or no tokio runtime runs here.
+fn in_background<S, R, F>(
+    cache: &Cache,
+    key: String,
+    spec: Spec,
+    seen: Header,
+    make: impl FnOnce() -> F,
+) where
     S: ReturnShape<R> + 'static,
     S::Value: Serialize,
     R: Send + 'static,
@@ -133,13 +182,20 @@ where
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let (cache, load) = (cache.clone(), make());
-    runtime.spawn(async move { refresh::<S, R, F>(&cache, &key, &spec, load).await });
+    let Some(claim) = Claim::new(cache, key) else {
+        return;
+    };
+    let load = make();
+    runtime.spawn(async move {
+        refresh::<S, R, F>(&claim.cache, &claim.key, &spec, seen, load).await;
+        drop(claim);
+    });
 }
 
 /// Loads `key` in the background and stores the result, if this process
-/// leads the key's flight and can take its lease.
-async fn refresh<S, R, F>(cache: &Cache, key: &str, spec: &Spec, load: F)
+/// leads the key's flight, can take its lease, and the entry is still the
+/// one written as `seen`.
+async fn refresh<S, R, F>(cache: &Cache, key: &str, spec: &Spec, seen: Header, load: F)
 where
     S: ReturnShape<R>,
     S::Value: Serialize,
@@ -152,6 +208,15 @@ where
     let Some(lease) = lease::take(cache, key, lease_ttl).await else {
         return; // Another process refreshes it, or a failed refresh waits.
     };
+    // With the lease held nobody else can fill: if the entry changed, it
+    // was refreshed (or written) since we saw it.
+    match cache.header_of(key).await {
+        Some(now) if now.written_at_ms != seen.written_at_ms => {
+            lease.release().await;
+            return;
+        }
+        _ => {}
+    }
     let counters = &cache.inner.counters;
     bump(&counters.refreshes);
     bump(&counters.loads);
@@ -175,8 +240,8 @@ where
                 function = spec.name,
                 "background refresh failed; the cached value is kept (fail-safe)"
             );
-            // Held until its TTL: the next try waits that long, everywhere.
-            lease.keep();
+            // The next background try waits a lease TTL, everywhere.
+            lease.throttle(lease_ttl).await;
         }
     }
 }

@@ -42,6 +42,47 @@ impl Node {
         Node::value(round)
     }
 
+    /// The same value, refreshed ahead: a 1 s TTL, refreshed once half of
+    /// it has passed.
+    #[cached(strategy = "refresh_ahead", key = "ahead:<round>", ttl = 1, refresh = 0.5, cache = self.cache)]
+    pub async fn ahead(self: Arc<Self>, round: u64) -> String {
+        self.loads.fetch_add(1, SeqCst);
+        tokio::time::sleep(self.body).await;
+        Node::value(round)
+    }
+
+    /// `callers` concurrent readers of `ahead(round)`, each reading every
+    /// 10 ms until `until`; how many reads got the round's value, of how
+    /// many.
+    pub async fn watch(
+        self: &Arc<Self>,
+        round: u64,
+        callers: usize,
+        until: tokio::time::Instant,
+    ) -> (usize, usize) {
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..callers {
+            let node = Arc::clone(self);
+            readers.spawn(async move {
+                let (mut right, mut reads) = (0, 0);
+                loop {
+                    right +=
+                        usize::from(Arc::clone(&node).ahead(round).await == Node::value(round));
+                    reads += 1;
+                    if tokio::time::Instant::now() >= until {
+                        return (right, reads);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+        readers
+            .join_all()
+            .await
+            .into_iter()
+            .fold((0, 0), |(r, n), (right, reads)| (r + right, n + reads))
+    }
+
     /// `callers` concurrent calls of `get(round)`; how many got its value.
     pub async fn round(self: &Arc<Self>, round: u64, callers: usize) -> usize {
         let mut calls = tokio::task::JoinSet::new();

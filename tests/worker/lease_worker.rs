@@ -8,6 +8,11 @@
 //!   prints `done <n> <answered> <loads> <lease_waits> <coalesced> <hits> <wait_timeouts>`:
 //!   callers that got the round's value, and this process's body runs and
 //!   cache counters during the round.
+//! - `watch <n> <start> <ms>`: at Unix time `<start>` ms, `<callers>`
+//!   readers read key `ahead:<n>` (refreshed ahead: TTL 1 s, refreshed at
+//!   half of it) every 10 ms for `<ms>` milliseconds, then it prints
+//!   `watched <n> <right> <reads> <misses> <loads>`: reads that got the
+//!   round's value, of how many, and this process's misses and body runs.
 //! - `hold <n>`: starts one caller of `stampede:<n>` whose body never ends,
 //!   and prints `holding <n>` once it runs: the lease is this process's
 //!   until the test kills it.
@@ -69,6 +74,25 @@ fn main() {
                         after.coalesced - before.coalesced,
                         after.hits - before.hits,
                         after.wait_timeouts - before.wait_timeouts,
+                    )
+                })
+            }
+            ["watch", round, start, ms] => {
+                let (round, start, ms): (u64, u64, u64) = (
+                    round.parse().unwrap(),
+                    start.parse().unwrap(),
+                    ms.parse().unwrap(),
+                );
+                runtime.block_on(async {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+                    tokio::time::sleep(Duration::from_millis(start).saturating_sub(now)).await;
+                    let (loads, before) = (node.loads.load(SeqCst), node.cache.stats());
+                    let until = tokio::time::Instant::now() + Duration::from_millis(ms);
+                    let (right, reads) = node.watch(round, callers, until).await;
+                    format!(
+                        "watched {round} {right} {reads} {} {}",
+                        node.cache.stats().misses - before.misses,
+                        node.loads.load(SeqCst) - loads,
                     )
                 })
             }

@@ -50,6 +50,9 @@ enum LeaseState {
     Held(Token),
     /// Ended with an answer for the callers that were waiting on it.
     Answered(Bytes),
+    /// Ended by a failed background refresh: the next one waits; a miss
+    /// takes it over.
+    Throttled,
 }
 
 // Keys are hashed with foldhash, seeded per map: a few instructions per
@@ -208,6 +211,19 @@ impl MemoryBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Ends the lease of `key` with `state` for `window`, if `token` holds it.
+    fn mark(&self, key: &str, token: Token, state: LeaseState, window: Duration) {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if shard.holds(key, token, now) {
+            let lease = Lease {
+                state,
+                expires_at: deadline(now, window),
+            };
+            shard.leases.insert(key.to_owned(), lease);
+        }
+    }
+
     /// Number of live and not yet collected entries.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -270,8 +286,15 @@ impl Backend for MemoryBackend {
                 state: LeaseState::Answered(answer),
                 ..
             }) => return Ok(Acquire::Answer(answer.clone())),
-            Some(_) => return Ok(Acquire::Wait),
-            None => {}
+            Some(Lease {
+                state: LeaseState::Held(_),
+                ..
+            }) => return Ok(Acquire::Wait),
+            Some(Lease {
+                state: LeaseState::Throttled,
+                ..
+            })
+            | None => {}
         }
         if shard.leases.len() >= shard.lease_sweep_at {
             shard.leases.retain(|_, l| l.expires_at > now);
@@ -329,6 +352,16 @@ impl Backend for MemoryBackend {
         Ok(true)
     }
 
+    async fn throttle(
+        &self,
+        key: &str,
+        token: Token,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        self.mark(key, token, LeaseState::Throttled, window);
+        Ok(())
+    }
+
     async fn answer(
         &self,
         key: &str,
@@ -336,15 +369,7 @@ impl Backend for MemoryBackend {
         answer: Bytes,
         window: Duration,
     ) -> Result<(), BackendError> {
-        let now = Instant::now();
-        let mut shard = self.shard(key);
-        if shard.holds(key, token, now) {
-            let lease = Lease {
-                state: LeaseState::Answered(answer),
-                expires_at: deadline(now, window),
-            };
-            shard.leases.insert(key.to_owned(), lease);
-        }
+        self.mark(key, token, LeaseState::Answered(answer), window);
         Ok(())
     }
 }
@@ -523,5 +548,34 @@ mod tests {
             Acquire::Granted,
             "deleted"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_holds_refreshes_back_but_not_misses() {
+        let m = MemoryBackend::new(100);
+        let ttl = Duration::from_secs(60);
+        let (a, t2, c) = (Token(1), Token(2), Token(3));
+        m.set("k", b("v"), ttl).await.unwrap();
+        assert!(
+            m.take_lease("k", a, ttl).await.unwrap(),
+            "taken despite the entry"
+        );
+        assert!(!m.take_lease("k", t2, ttl).await.unwrap(), "one at a time");
+        m.throttle("k", a, Duration::from_secs(5)).await.unwrap();
+        assert!(!m.take_lease("k", t2, ttl).await.unwrap(), "throttled");
+        m.delete(&["k".into()]).await.unwrap();
+        m.throttle("k", a, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            m.take_lease("k", t2, ttl).await.unwrap(),
+            "a delete ends the throttle"
+        );
+        m.throttle("k", t2, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            m.acquire("k", c, ttl).await.unwrap(),
+            Acquire::Granted,
+            "a miss takes it over"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(m.take_lease("k", a, ttl).await.unwrap(), "and it expires");
     }
 }

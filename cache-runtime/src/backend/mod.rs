@@ -130,6 +130,13 @@ pub(crate) trait Backend: Send + Sync {
         token: Token,
         ttl: Duration,
     ) -> Result<bool, BackendError>;
+    /// Ends the lease of `key` if `token` holds it, and leaves a marker in
+    /// its place for `window` that keeps [`take_lease`](Self::take_lease)
+    /// from taking it (background refreshes wait) but not
+    /// [`acquire`](Self::acquire) (a miss loads at once). For a background
+    /// refresh that failed: the next one waits out `window`, everywhere.
+    async fn throttle(&self, key: &str, token: Token, window: Duration)
+        -> Result<(), BackendError>;
     /// Ends the lease of `key` if `token` holds it, and leaves `answer` in
     /// its place for `window`: [`acquire`](Self::acquire) returns it as
     /// [`Acquire::Answer`] meanwhile, but it is no entry (`get` does not see
@@ -202,6 +209,14 @@ impl Backend for Store {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         dispatch!(self, b => b.take_lease(key, token, ttl).await)
+    }
+    async fn throttle(
+        &self,
+        key: &str,
+        token: Token,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        dispatch!(self, b => b.throttle(key, token, window).await)
     }
     async fn answer(
         &self,

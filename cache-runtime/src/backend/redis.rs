@@ -6,8 +6,10 @@
 //! (values are escaped, templates and namespaces may not hold them), so
 //! the braces are a Redis Cluster hash tag that puts the lease in `K`'s own
 //! slot, and no value key (they start with the namespace) can be a lease
-//! key (they start with `{`). A lease key holds its token in decimal, or,
-//! once its holder answered without storing, `=` and the answer's bytes.
+//! key (they start with `{`). A lease key holds its token in decimal; or,
+//! once its holder answered without storing, `=` and the answer's bytes;
+//! or, after a failed background refresh, `!` (a throttle, which `acquire`
+//! takes over and `SET NX` does not).
 //! The lease scripts are loaded at connect and run by `EVALSHA`, loading
 //! themselves again on `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 
@@ -25,7 +27,7 @@ use std::time::Duration;
 const ACQUIRE_LUA: &str = r"local v = redis.call('GET', KEYS[1])
 if v then return v end
 local lease = redis.call('GET', KEYS[2])
-if not lease then
+if not lease or string.sub(lease, 1, 1) == '!' then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
   return 1
 end
@@ -42,16 +44,17 @@ return 1";
 const RELEASE_LUA: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
-/// KEYS: lease. ARGV: token, answer, window (ms).
-const ANSWER_LUA: &str = r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], '=' .. ARGV[2], 'PX', ARGV[3])
+/// KEYS: lease. ARGV: token, marker, window (ms). Ends the lease with a
+/// marker (an answer or a throttle) if the token holds it.
+const MARK_LUA: &str = r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1";
 
-const SCRIPTS: [&str; 4] = [ACQUIRE_LUA, FILL_LUA, RELEASE_LUA, ANSWER_LUA];
+const SCRIPTS: [&str; 4] = [ACQUIRE_LUA, FILL_LUA, RELEASE_LUA, MARK_LUA];
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-static ANSWER: LazyLock<Script> = LazyLock::new(|| Script::new(ANSWER_LUA));
+static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(MARK_LUA));
 
 /// The key of `key`'s lease.
 pub(crate) fn lease_key(key: &str) -> String {
@@ -119,6 +122,24 @@ impl RedisBackend {
         if let Err(e) = loaded {
             tracing::error!(error = %e, "redis refused the lease scripts: misses will not be stored until it accepts EVALSHA and SCRIPT LOAD (or set lock = false)");
         }
+    }
+
+    /// Ends the lease of `key` with `marker` for `window`, if `token` holds it.
+    async fn mark(
+        &self,
+        key: &str,
+        token: Token,
+        marker: &[u8],
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        let mut invocation = MARK.prepare_invoke();
+        invocation
+            .key(lease_key(key))
+            .arg(token.0)
+            .arg(marker)
+            .arg(millis(window));
+        self.call(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
+            .await
     }
 
     /// Runs `f` on a handle of the shared connection, within the timeout.
@@ -273,6 +294,15 @@ impl Backend for RedisBackend {
         Ok(taken.is_some())
     }
 
+    async fn throttle(
+        &self,
+        key: &str,
+        token: Token,
+        window: Duration,
+    ) -> Result<(), BackendError> {
+        self.mark(key, token, b"!", window).await
+    }
+
     async fn answer(
         &self,
         key: &str,
@@ -280,14 +310,10 @@ impl Backend for RedisBackend {
         answer: Bytes,
         window: Duration,
     ) -> Result<(), BackendError> {
-        let mut invocation = ANSWER.prepare_invoke();
-        invocation
-            .key(lease_key(key))
-            .arg(token.0)
-            .arg(answer.as_ref())
-            .arg(millis(window));
-        self.call(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
-            .await
+        let mut marker = Vec::with_capacity(1 + answer.len());
+        marker.push(b'=');
+        marker.extend_from_slice(&answer);
+        self.mark(key, token, &marker, window).await
     }
 }
 
