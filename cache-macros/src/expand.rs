@@ -234,13 +234,6 @@ pub(crate) fn cached(
             #rt::__private::aside::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
         }
     };
-    // A background load hands its result over from another task.
-    let background_check = match (&func.sig.output, args.loads_in_background()) {
-        (syn::ReturnType::Type(_, ty), true) => {
-            quote_spanned!(ty.span()=> #rt::__private::assert_background::<#ty>();)
-        }
-        _ => quote!(),
-    };
     // The bound check sits on the return type, so that a value that cannot
     // be cached is reported there rather than inside generated code. The
     // runtime call (its own tokens, not the body's) carries the same span:
@@ -257,7 +250,6 @@ pub(crate) fn cached(
         func,
         quote! {
             #check
-            #background_check
             #bind_cache
             let #key = #key_expr;
             #call

@@ -24,7 +24,7 @@ use syn::{Block, Type};
 /// The name `self` is copied to inside the owned body.
 const SELF_COPY: &str = "__cache_rt_self";
 
-/// `|| { copies; async move { re-borrows; body } }`.
+/// `{ uses; || { copies; async move { re-borrows; body } } }`.
 pub(crate) fn owned_body(
     rt: &TokenStream,
     info: &FnInfo,
@@ -34,6 +34,9 @@ pub(crate) fn owned_body(
     let self_copy = Ident::new(SELF_COPY, Span::call_site());
     let mut copies = Vec::new();
     let mut borrows = Vec::new();
+    // A `mut` parameter is mutated in its copy, not in itself: using it
+    // mutably here keeps rustc from calling the `mut` unneeded.
+    let mut uses = Vec::new();
     let named = names_in(block.to_token_stream());
     let receiver = info.receiver.filter(|_| named.contains("self"));
     match receiver {
@@ -66,6 +69,7 @@ pub(crate) fn owned_body(
             continue;
         };
         let binding = if param.mutable {
+            uses.push(quote!(let _ = &mut #name;));
             quote!(mut #name)
         } else {
             quote!(#name)
@@ -99,11 +103,14 @@ pub(crate) fn owned_body(
     }
     let body = replace_self(block.to_token_stream(), &self_copy);
     quote! {
-        || {
-            #(#copies)*
-            async move {
-                #(#borrows)*
-                #body
+        {
+            #(#uses)*
+            || {
+                #(#copies)*
+                async move {
+                    #(#borrows)*
+                    #body
+                }
             }
         }
     }

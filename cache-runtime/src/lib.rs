@@ -74,21 +74,6 @@ pub mod __private {
     pub use crate::Cache;
     pub use crate::Spec;
 
-    /// `refresh_ahead`, `stale`: checks at the return type that a load in
-    /// a background task can hand its result over.
-    #[inline(always)]
-    pub fn assert_background<R: BackgroundResult>() {}
-
-    /// A result a background load can hand over: `Send + 'static`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot be the result of a background refresh: it must be `Send + 'static`",
-        label = "refresh_ahead and stale load in a background task, which returns this type",
-        note = "make the error type `Send + Sync + 'static` (for example `Box<dyn Error + Send + Sync>`)"
-    )]
-    pub trait BackgroundResult {}
-    #[diagnostic::do_not_recommend]
-    impl<T: Send + 'static> BackgroundResult for T {}
-
     /// A copy of `self` for a background load.
     #[inline]
     pub fn owned_self<T: OwnedSelf>(receiver: &T) -> T {

@@ -124,7 +124,7 @@ pub async fn read<S, R, M, F>(cache: &Cache, key: String, spec: Spec, make: M) -
 where
     S: ReturnShape<R> + 'static,
     S::Value: Serialize + DeserializeOwned,
-    R: Send + 'static,
+    R: 'static,
     M: FnOnce() -> F,
     F: Future<Output = R> + Send + 'static,
 {
@@ -173,7 +173,7 @@ fn in_background<S, R, F>(
 ) where
     S: ReturnShape<R> + 'static,
     S::Value: Serialize,
-    R: Send + 'static,
+    R: 'static,
     F: Future<Output = R> + Send + 'static,
 {
     if cache.inner.flights.in_flight(&key) {
@@ -221,8 +221,13 @@ where
     bump(&counters.refreshes);
     bump(&counters.loads);
     let started = Instant::now();
-    let result = load.await;
-    match entry::<S, R>(cache, key, spec, &result, started.elapsed()) {
+    // The result ends with this block, before the next await: the task is
+    // `Send` whatever the result's type.
+    let entry = {
+        let result = load.await;
+        entry::<S, R>(cache, key, spec, &result, started.elapsed())
+    };
+    match entry {
         Some((bytes, ttl)) if !ttl.is_zero() => {
             leader.publish(Shared::Entry(bytes.clone()));
             lease.fill(bytes, ttl).await;
