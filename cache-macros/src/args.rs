@@ -411,8 +411,12 @@ impl CachedArgs {
                 "`handle` names the read path of `strategy = \"read_through\"`",
             );
         }
-        if let (None, true, Some(span)) = (&self.handle, read_through, self.span_of("strategy")) {
-            errors.push(span, "`read_through` needs a handle for other code to read through: add `handle = NAME`, a constant this attribute defines");
+        if let (None, true, Some(span)) = (
+            self.span_of("handle"),
+            read_through,
+            self.span_of("strategy"),
+        ) {
+            errors.push(span, "`read_through` needs a handle for other code to read through: add `handle = NAME`, which this attribute defines beside the function (a constant; a method for `&self` methods)");
         }
     }
 }

@@ -5,16 +5,16 @@
 
 use crate::args::{CachedArgs, InvalidatesArgs, RefreshArg, Strategy};
 use crate::errors::Errors;
-use crate::owned;
 use crate::signature::{FnInfo, Param};
 use crate::suggest::did_you_mean;
 use crate::template::{self, Segment};
+use crate::{handle, owned};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn, LitStr, Path};
 
-fn internal(name: &str) -> Ident {
+pub(crate) fn internal(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
@@ -36,7 +36,7 @@ fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
-fn cache_ref(rt: &TokenStream, cache: Option<&Expr>) -> TokenStream {
+pub(crate) fn cache_ref(rt: &TokenStream, cache: Option<&Expr>) -> TokenStream {
     match cache {
         // Deref coercion takes `self.cache`, `&Cache`, `Arc<Cache>`, a
         // `LazyLock<Cache>` static...; a wrong type errs on the expression.
@@ -78,7 +78,7 @@ fn names(info: &FnInfo) -> Vec<String> {
 }
 
 /// `KeyBuilder::new(prefix).lit(..).part(&..)...finish()` for a template.
-fn template_key(
+pub(crate) fn template_key(
     rt: &TokenStream,
     cache: &Ident,
     lit: &LitStr,
@@ -246,7 +246,7 @@ pub(crate) fn cached(
         ),
         None => (quote!(), call),
     };
-    emit(
+    let function = emit(
         func,
         quote! {
             #check
@@ -254,7 +254,9 @@ pub(crate) fn cached(
             let #key = #key_expr;
             #call
         },
-    )
+    );
+    let handle = handle::handle(&rt, args, func, info, errors);
+    quote!(#function #handle)
 }
 
 /// `#[invalidates]`.

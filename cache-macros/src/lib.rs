@@ -9,6 +9,7 @@ mod args;
 mod duration;
 mod errors;
 mod expand;
+mod handle;
 mod owned;
 mod signature;
 mod suggest;

@@ -44,6 +44,7 @@ mod invalidate;
 mod key;
 mod lease;
 mod pending;
+mod read_through;
 mod refresh;
 mod shape;
 mod spec;
@@ -56,6 +57,7 @@ pub use default::{default_cache, set_default, try_set_default};
 pub use depth::MAX_DEPTH;
 pub use error::{BackendError, DecodeError, EncodeError, Error};
 pub use key::{key_part, KeyPart, KeyWriter};
+pub use read_through::{BoxFuture, ReadThrough, ReadThroughOn};
 pub use spec::{Refresh, Spec};
 pub use stats::CacheStats;
 
@@ -70,6 +72,11 @@ pub mod __private {
     pub use crate::invalidate::invalidate_after;
     pub use crate::key::KeyBuilder;
     pub use crate::refresh::{read, Refresh};
+
+    /// Deletes one full key and its lease, for read-through handles.
+    pub async fn invalidate_key(cache: &Cache, key: String) -> Result<(), crate::Error> {
+        Ok(cache.delete(&[key]).await?)
+    }
     pub use crate::shape::{Opt, Plain, Res, ResOpt};
     pub use crate::Cache;
     pub use crate::Spec;
