@@ -18,7 +18,7 @@ use crate::expand::{cache_ref, internal, template_key};
 use crate::owned::replace_self;
 use crate::signature::{FnInfo, Receiver};
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, ReturnType, Type};
 
@@ -107,6 +107,9 @@ pub(crate) fn handle(
         "Reads through [`{function}`]: `get` returns its cached value or runs it, `invalidate` deletes the entry of its key (`{}`). Defined by the `handle` of its `#[cached]`.",
         template.value()
     );
+    // Called by its bare name, which resolves for a free function; inside an
+    // `impl` (no `self`) it does not, and rustc says so on `handle = NAME`.
+    let call = quote_spanned!(name.span()=> #function(#(#names),*));
     if method {
         quote! {
             #[doc = #doc]
@@ -124,7 +127,7 @@ pub(crate) fn handle(
         quote! {
             #[doc = #doc]
             #vis const #name: #rt::ReadThrough<#key_type, #ret> = #rt::ReadThrough::new(
-                |#key_pattern| ::std::boxed::Box::pin(#function(#(#names),*)),
+                |#key_pattern| ::std::boxed::Box::pin(#call),
                 |#key_pattern| #invalidate_body,
             );
         }
