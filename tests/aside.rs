@@ -240,13 +240,12 @@ async fn undecodable_entry_is_a_miss_and_replaced(cache: Cache, server: Option<&
         id: 3,
         name: "Linus".into(),
     }));
-    // Another type under the key (or raw garbage on Redis).
+    // Another type under the key (or garbage in this build's format on
+    // Redis).
+    let mut garbage = vec![cache_runtime::envelope::FORMAT, 0];
+    garbage.extend_from_slice(b"garbage");
     match server {
-        Some(server) => server.query(
-            redis::cmd("SET")
-                .arg("cache:v1:user:3")
-                .arg(b"\x01\x00garbage".as_slice()),
-        ),
+        Some(server) => server.query(redis::cmd("SET").arg("cache:v1:user:3").arg(garbage)),
         None => repo
             .cache
             .set("user:3", &vec![1u8, 2, 3], Duration::from_secs(60))

@@ -25,7 +25,7 @@ fn runtime(krate: Option<&Path>) -> TokenStream {
 /// `tokens` with every top-level token at `span` (a group's contents keep
 /// theirs). An expression's span is that of its first token on stable, so
 /// this is how a whole generated expression lands on the user's code.
-fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+pub(crate) fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
     tokens
         .clone()
         .into_iter()

@@ -92,8 +92,8 @@ pub(crate) fn handle(
     let mut cache_expr = cache_ref(rt, args.cache.as_ref());
     let mut key_expr = template_key(rt, &cache, template, info, errors);
     if method {
-        cache_expr = replace_self(cache_expr, &on);
-        key_expr = replace_self(key_expr, &on);
+        cache_expr = replace_self(cache_expr, &on).0;
+        key_expr = replace_self(key_expr, &on).0;
     }
     let invalidate_body = quote! {
         ::std::boxed::Box::pin(async move {

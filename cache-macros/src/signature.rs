@@ -44,8 +44,9 @@ pub(crate) enum Receiver {
     Shared,
     /// `&mut self`, `self: &mut Self`.
     Exclusive,
-    /// `self`, `mut self`, `self: Arc<Self>` and other owned forms.
-    Owned,
+    /// `self`, `mut self`, `self: Arc<Self>` and other owned forms; `true`
+    /// when bound with `mut`.
+    Owned(bool),
 }
 
 pub(crate) struct FnInfo {
@@ -146,9 +147,9 @@ pub(crate) fn analyse(sig: &Signature, attr: &str, cached: bool, errors: &mut Er
                 let kind = match &*r.ty {
                     Type::Reference(t) if t.mutability.is_none() => Receiver::Shared,
                     Type::Reference(_) => Receiver::Exclusive,
-                    _ => Receiver::Owned,
+                    _ => Receiver::Owned(r.mutability.is_some()),
                 };
-                receiver = Some((kind, r.span()));
+                receiver = Some((kind, r.self_token.span));
             }
             FnArg::Typed(pt) => {
                 let (name, mutable) = match &*pt.pat {

@@ -5,7 +5,7 @@ use crate::backend::{Acquire, Backend, BackendError, Store, Token};
 use crate::breaker::Breaker;
 use crate::builder::{CacheBuilder, Config};
 use crate::clock::Clock;
-use crate::envelope::{self, Decoded, Header};
+use crate::envelope::{self, DecodeError, Decoded, Header};
 use crate::flight::Flights;
 use crate::pending::{PendingDeletes, Retry};
 use crate::refresh::Refreshing;
@@ -210,7 +210,8 @@ impl Cache {
         Header {
             written_at_ms: self.now_ms(),
             fresh_ms: u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX),
-            load_ms: u64::try_from(load.as_millis()).unwrap_or(u64::MAX),
+            // Rounded up: a load of 0.4 ms took time, and XFetch needs it.
+            load_ms: u64::try_from(load.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX),
         }
     }
 
@@ -285,6 +286,10 @@ impl Cache {
         match decoded {
             Ok((Decoded::Value(v), header)) => Lookup::Hit(v, header),
             Ok((Decoded::Null, header)) => Lookup::Null(header),
+            // Written by a build with another envelope format (a rolling
+            // deploy): a miss, but not deleted, or old and new builds would
+            // delete each other's entries on every read.
+            Err(DecodeError::Format(_)) => Lookup::Miss,
             Err(e) => {
                 bump(&self.inner.counters.decode_errors);
                 tracing::warn!(key, error = %e, "cache entry does not decode; deleting it");
@@ -307,12 +312,13 @@ impl Cache {
             .await
     }
 
-    /// Stores encoded bytes under a full key if `token` holds its lease.
+    /// Stores encoded bytes under a full key (deletes its entry, for `None`)
+    /// if `token` holds its lease.
     pub(crate) async fn fill(
         &self,
         key: &str,
         token: Token,
-        bytes: Bytes,
+        bytes: Option<Bytes>,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         self.guarded(self.inner.store.fill(key, token, bytes, ttl))

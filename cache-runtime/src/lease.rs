@@ -157,7 +157,17 @@ pub(crate) struct Lease<'a> {
 
 impl Lease<'_> {
     /// Stores `bytes` for `ttl` if the lease still holds, and ends it.
-    pub(crate) async fn fill(mut self, bytes: Bytes, ttl: Duration) {
+    pub(crate) async fn fill(self, bytes: Bytes, ttl: Duration) {
+        self.put(Some(bytes), ttl).await;
+    }
+
+    /// Deletes the entry if the lease still holds (nothing written since
+    /// it was taken), and ends it.
+    pub(crate) async fn clear(self) {
+        self.put(None, Duration::ZERO).await;
+    }
+
+    async fn put(mut self, bytes: Option<Bytes>, ttl: Duration) {
         match self.cache.fill(self.key, self.token, bytes, ttl).await {
             Ok(true) => self.armed = false,
             Ok(false) => {
@@ -190,11 +200,6 @@ impl Lease<'_> {
     /// Ends the lease without storing, so that another caller may load.
     pub(crate) async fn release(mut self) {
         self.armed = self.cache.release(self.key, self.token).await.is_err();
-    }
-
-    /// Leaves the lease to end at its TTL: no one takes it meanwhile.
-    pub(crate) fn keep(mut self) {
-        self.armed = false;
     }
 
     /// Ends the lease with a throttle for `window`: background refreshes of

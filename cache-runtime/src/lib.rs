@@ -105,11 +105,28 @@ pub mod __private {
 
     /// An owned copy of a borrowed argument for a background load.
     #[inline]
-    pub fn owned_ref<T: ?Sized + ToOwned>(arg: &T) -> T::Owned
-    where
-        T::Owned: OwnedArg,
+    pub fn owned_ref<T: ?Sized + OwnedRef<O>, O>(arg: &T) -> O {
+        arg.owned()
+    }
+
+    /// A borrowed argument a background load can copy to an owned value `O`
+    /// it borrows again.
+    #[diagnostic::on_unimplemented(
+        message = "a background refresh needs its own copy of this argument, and `&{Self}` cannot be copied to an owned value: `{Self}` must be `ToOwned` (or `Clone`), its owned form `Send + 'static`",
+        label = "refresh_ahead and stale copy this argument, to load after the call returns",
+        note = "`&str` becomes a `String`, `&[T]` a `Vec<T>`, `&T` a `T` when `T: Clone`: derive `Clone` for `{Self}`, or take the argument by value"
+    )]
+    pub trait OwnedRef<O> {
+        /// Copies it.
+        fn owned(&self) -> O;
+    }
+    #[diagnostic::do_not_recommend]
+    impl<T: ?Sized + ToOwned<Owned = O>, O: ::core::borrow::Borrow<T> + Send + 'static> OwnedRef<O>
+        for T
     {
-        arg.to_owned()
+        fn owned(&self) -> O {
+            self.to_owned()
+        }
     }
 
     /// An argument a background load can copy.

@@ -83,7 +83,8 @@ pub enum Refresh {
     Never,
     /// Once this fraction of its TTL has passed (`refresh = 0.8`).
     Fraction(f64),
-    /// Once it is this old (`refresh = "4m"`).
+    /// Once it is this old (`refresh = "4m"`), or at 90% of its TTL if
+    /// that comes first (jitter may have shortened the TTL below it).
     After(Duration),
     /// Probabilistic early expiration (XFetch; Vattani, Chierichetti and
     /// Lowenstein, VLDB 2015): a read refreshes when
@@ -106,7 +107,10 @@ impl Refresh {
         match *self {
             Refresh::Never => false,
             Refresh::Fraction(fraction) => age as f64 >= fraction * header.fresh_ms as f64,
-            Refresh::After(after) => u128::from(age) >= after.as_millis(),
+            Refresh::After(after) => {
+                let before_expiry = header.fresh_ms.saturating_mul(9) / 10;
+                u128::from(age) >= after.as_millis().min(u128::from(before_expiry))
+            }
             Refresh::XFetch { beta } => {
                 let until_expiry = header.fresh_until_ms().saturating_sub(now_ms) as f64;
                 let early = -(header.load_ms as f64) * beta * rand().ln();
@@ -139,13 +143,16 @@ where
                 }
                 return S::from_value(v);
             }
-            if spec.stale.is_some() {
+            let grace_ends = header
+                .fresh_until_ms()
+                .saturating_add(spec.stale_grace().as_millis() as u64);
+            if now < grace_ends {
                 bump(&counters.stale_hits);
                 in_background::<S, R, F>(cache, key, spec, header, make);
                 return S::from_value(v);
             }
-            // Past its TTL without a grace period (another function wrote
-            // it, or clocks disagree): a miss.
+            // Past its TTL and any grace period this function gives (another
+            // function wrote it, or clocks disagree): a miss.
         }
         Lookup::Null(header) => {
             if cache.now_ms() < header.fresh_until_ms() {
@@ -206,7 +213,12 @@ where
     };
     let lease_ttl = spec.lease_ttl(&cache.inner.config);
     let Some(lease) = lease::take(cache, key, lease_ttl).await else {
-        return; // Another process refreshes it, or a failed refresh waits.
+        // Another process refreshes it, or a failed refresh left a throttle:
+        // keep the claim a while, so that reads here do not try again and
+        // again meanwhile.
+        drop(leader);
+        tokio::time::sleep(lease_ttl / 10).await;
+        return;
     };
     // With the lease held nobody else can fill: if the entry changed, it
     // was refreshed (or written) since we saw it.
@@ -221,22 +233,27 @@ where
     bump(&counters.refreshes);
     bump(&counters.loads);
     let started = Instant::now();
+    // Bounded by the lease: past it, the fill could not land anyway, and a
+    // load that hangs must not hold this key's flight (misses wait on it).
     // The result ends with this block, before the next await: the task is
     // `Send` whatever the result's type.
-    let entry = {
-        let result = load.await;
-        entry::<S, R>(cache, key, spec, &result, started.elapsed())
+    let entry = match tokio::time::timeout(lease_ttl, load).await {
+        Ok(result) => entry::<S, R>(cache, key, spec, &result, started.elapsed()),
+        Err(_) => {
+            tracing::warn!(key, function = spec.name, timeout = ?lease_ttl, "background refresh took longer than the lease; abandoned");
+            None
+        }
     };
     match entry {
         Some((bytes, ttl)) if !ttl.is_zero() => {
             leader.publish(Shared::Entry(bytes.clone()));
             lease.fill(bytes, ttl).await;
         }
-        // A `None` that is not cached: the value it replaces is gone.
+        // A `None` that is not cached: the value it replaces is gone, unless
+        // something was written since (the lease says).
         Some((bytes, _)) => {
             leader.publish(Shared::Entry(bytes));
-            lease.keep();
-            let _ = cache.delete(&[key.to_owned()]).await;
+            lease.clear().await;
         }
         None => {
             bump(&counters.refresh_failures);

@@ -42,9 +42,9 @@ impl Node {
         Node::value(round)
     }
 
-    /// The same value, refreshed ahead: a 1 s TTL, refreshed once half of
+    /// The same value, refreshed ahead: a 2 s TTL, refreshed once half of
     /// it has passed.
-    #[cached(strategy = "refresh_ahead", key = "ahead:<round>", ttl = 1, refresh = 0.5, cache = self.cache)]
+    #[cached(strategy = "refresh_ahead", key = "ahead:<round>", ttl = 2, refresh = 0.5, cache = self.cache)]
     pub async fn ahead(self: Arc<Self>, round: u64) -> String {
         self.loads.fetch_add(1, SeqCst);
         tokio::time::sleep(self.body).await;

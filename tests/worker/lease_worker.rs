@@ -9,7 +9,7 @@
 //!   callers that got the round's value, and this process's body runs and
 //!   cache counters during the round.
 //! - `watch <n> <start> <ms>`: at Unix time `<start>` ms, `<callers>`
-//!   readers read key `ahead:<n>` (refreshed ahead: TTL 1 s, refreshed at
+//!   readers read key `ahead:<n>` (refreshed ahead: TTL 2 s, refreshed at
 //!   half of it) every 10 ms for `<ms>` milliseconds, then it prints
 //!   `watched <n> <right> <reads> <misses> <loads>`: reads that got the
 //!   round's value, of how many, and this process's misses and body runs.

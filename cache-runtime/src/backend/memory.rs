@@ -312,7 +312,7 @@ impl Backend for MemoryBackend {
         &self,
         key: &str,
         token: Token,
-        value: Bytes,
+        value: Option<Bytes>,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let now = Instant::now();
@@ -321,7 +321,12 @@ impl Backend for MemoryBackend {
             return Ok(false);
         }
         shard.leases.remove(key);
-        shard.insert(key, value, ttl, now, self.shard_capacity);
+        match value {
+            Some(value) => shard.insert(key, value, ttl, now, self.shard_capacity),
+            None => {
+                shard.map.swap_remove(key);
+            }
+        }
         Ok(true)
     }
 
@@ -462,12 +467,12 @@ mod tests {
         assert_eq!(m.acquire("k", a, ttl).await.unwrap(), Acquire::Granted);
         assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Wait);
         assert!(
-            !m.fill("k", t2, b("x"), ttl).await.unwrap(),
+            !m.fill("k", t2, Some(b("x")), ttl).await.unwrap(),
             "not b's lease"
         );
-        assert!(m.fill("k", a, b("v"), ttl).await.unwrap());
+        assert!(m.fill("k", a, Some(b("v")), ttl).await.unwrap());
         assert!(
-            !m.fill("k", a, b("w"), ttl).await.unwrap(),
+            !m.fill("k", a, Some(b("w")), ttl).await.unwrap(),
             "a fill ends the lease"
         );
         assert_eq!(
@@ -484,11 +489,14 @@ mod tests {
         let (a, t2, c) = (Token(1), Token(2), Token(3));
         m.acquire("k", a, ttl).await.unwrap();
         m.delete(&["k".into()]).await.unwrap();
-        assert!(!m.fill("k", a, b("old"), ttl).await.unwrap(), "deleted");
+        assert!(
+            !m.fill("k", a, Some(b("old")), ttl).await.unwrap(),
+            "deleted"
+        );
         assert_eq!(m.acquire("k", t2, ttl).await.unwrap(), Acquire::Granted);
         m.set("k", b("new"), ttl).await.unwrap();
         assert!(
-            !m.fill("k", t2, b("old"), ttl).await.unwrap(),
+            !m.fill("k", t2, Some(b("old")), ttl).await.unwrap(),
             "overwritten"
         );
         assert_eq!(m.get("k").await.unwrap(), Some(b("new")));
@@ -504,7 +512,10 @@ mod tests {
             "not a's to release"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(!m.fill("k", c, b("late"), ttl).await.unwrap(), "expired");
+        assert!(
+            !m.fill("k", c, Some(b("late")), ttl).await.unwrap(),
+            "expired"
+        );
         m.answer("k", c, b("none"), ttl).await.unwrap();
         assert_eq!(
             m.acquire("k", a, ttl).await.unwrap(),
@@ -536,7 +547,7 @@ mod tests {
         );
         assert_eq!(m.get("k").await.unwrap(), None, "an answer is not an entry");
         assert!(
-            !m.fill("k", a, b("v"), ttl).await.unwrap(),
+            !m.fill("k", a, Some(b("v")), ttl).await.unwrap(),
             "the lease ended"
         );
         tokio::time::advance(Duration::from_millis(100)).await;

@@ -111,13 +111,13 @@ pub(crate) trait Backend: Send + Sync {
         ttl: Duration,
     ) -> Result<Acquire, BackendError>;
     /// In one atomic step: if `token` holds the lease of `key`, stores
-    /// `value` for `ttl`, ends the lease and returns `true`; else changes
-    /// nothing and returns `false`.
+    /// `value` for `ttl` (or, for `None`, deletes the entry), ends the
+    /// lease and returns `true`; else changes nothing and returns `false`.
     async fn fill(
         &self,
         key: &str,
         token: Token,
-        value: Bytes,
+        value: Option<Bytes>,
         ttl: Duration,
     ) -> Result<bool, BackendError>;
     /// Ends the lease of `key` if `token` holds it.
@@ -194,7 +194,7 @@ impl Backend for Store {
         &self,
         key: &str,
         token: Token,
-        value: Bytes,
+        value: Option<Bytes>,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         dispatch!(self, b => b.fill(key, token, value, ttl).await)

@@ -34,9 +34,11 @@ end
 if string.sub(lease, 1, 1) == '=' then return {2, string.sub(lease, 2)} end
 return 0";
 
-/// KEYS: value, lease. ARGV: token, value, TTL (ms). Returns 1 when stored.
+/// KEYS: value, lease. ARGV: token, value (empty: delete the entry), TTL
+/// (ms). Returns 1 when done.
 const FILL_LUA: &str = r"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 redis.call('DEL', KEYS[2])
 return 1";
 
@@ -254,9 +256,11 @@ impl Backend for RedisBackend {
         &self,
         key: &str,
         token: Token,
-        value: Bytes,
+        value: Option<Bytes>,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
+        // No envelope is empty: an empty value asks for a delete.
+        let value = value.unwrap_or_default();
         let mut invocation = FILL.prepare_invoke();
         invocation
             .key(key)

@@ -89,6 +89,45 @@ impl Service {
     }
 }
 
+/// `self` where the body has nested items and `use` trees with their own,
+/// and a receiver bound `mut`.
+#[derive(Clone)]
+struct Counter {
+    start: u64,
+}
+
+impl Counter {
+    #[cached(strategy = "refresh_ahead", key = "counter:<step>", ttl = 60, cache = &CACHE)]
+    async fn next(mut self, step: u64) -> String {
+        use std::fmt::{self, Write};
+        struct Shown(u64);
+        impl fmt::Display for Shown {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "#{}", self.0)
+            }
+        }
+        load();
+        self.start += step;
+        let mut out = String::new();
+        let _ = write!(out, "{}", Shown(self.start));
+        out
+    }
+}
+
+/// `&mut self`, which cannot be copied, is fine when the body does not use
+/// `self` (a word in a string is not a use).
+struct Tally {
+    seen: u64,
+}
+
+impl Tally {
+    #[cached(key = "tally:<id>", ttl = 60, stale = "1m", cache = &CACHE)]
+    async fn describe(&mut self, id: u64) -> String {
+        load();
+        format!("loaded by self for {id}")
+    }
+}
+
 #[tokio::main]
 async fn main() {
     for _ in 0..2 {
@@ -101,6 +140,11 @@ async fn main() {
         assert_eq!(generic(6u8).await, "6");
         assert_eq!(per_tenant(&Tenant(9), 7).await, 14);
         assert_eq!(Arc::new(Service { base: 100 }).shifted(8).await, 108);
+        assert_eq!(Counter { start: 10 }.next(5).await, "#15");
+        let mut tally = Tally { seen: 0 };
+        assert_eq!(tally.describe(3).await, "loaded by self for 3");
+        tally.seen += 1;
+        assert!(tally.seen > 0);
     }
-    assert_eq!(LOADS.load(SeqCst), 9, "each loaded once, then hits");
+    assert_eq!(LOADS.load(SeqCst), 11, "each loaded once, then hits");
 }
