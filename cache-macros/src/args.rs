@@ -39,7 +39,7 @@ pub(crate) fn items(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Item>> 
         .collect())
 }
 
-/// The strategies; only `aside` exists so far.
+/// The strategies, by name.
 pub(crate) const STRATEGIES: [&str; 5] = [
     "aside",
     "read_through",
@@ -54,7 +54,24 @@ pub(crate) enum Strategy {
     #[default]
     Aside,
     ReadThrough,
+    WriteThrough,
     RefreshAhead,
+}
+
+impl Strategy {
+    fn name(self) -> &'static str {
+        match self {
+            Strategy::Aside => "aside",
+            Strategy::ReadThrough => "read_through",
+            Strategy::WriteThrough => "write_through",
+            Strategy::RefreshAhead => "refresh_ahead",
+        }
+    }
+
+    /// Whether the function reads (loads on a miss), as opposed to writes.
+    fn reads(self) -> bool {
+        !matches!(self, Strategy::WriteThrough)
+    }
 }
 
 /// `refresh = ...`: when a value is refreshed ahead of its expiry.
@@ -84,6 +101,8 @@ pub(crate) struct CachedArgs {
     pub(crate) stale_ms: Option<u64>,
     /// `handle = NAME`: the read-through handle to define.
     pub(crate) handle: Option<Ident>,
+    /// `version = <expr>`: the version of a value written through.
+    pub(crate) version: Option<Expr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) krate: Option<Path>,
     /// Where each argument was given, for errors that involve two of them.
@@ -98,7 +117,7 @@ pub(crate) struct InvalidatesArgs {
     pub(crate) krate: Option<Path>,
 }
 
-const CACHED_NAMES: [&str; 13] = [
+const CACHED_NAMES: [&str; 14] = [
     "strategy",
     "key",
     "ttl",
@@ -110,9 +129,14 @@ const CACHED_NAMES: [&str; 13] = [
     "beta",
     "stale",
     "handle",
+    "version",
     "cache",
     "crate",
 ];
+/// The arguments of functions that read: how misses load and what they
+/// store.
+const READ_ONLY: [&str; 5] = ["null_ttl", "lock", "lease_ttl", "lease_wait", "stale"];
+
 const INVALIDATES_NAMES: [&str; 2] = ["cache", "crate"];
 
 fn unknown(errors: &mut Errors, name: &Ident, known: &[&str]) {
@@ -327,6 +351,7 @@ impl CachedArgs {
                     )
                 }
                 "handle" => args.handle = ident(errors, "handle", &value),
+                "version" => args.version = Some(value),
                 "key" => args.key = string(errors, "key", &value),
                 "ttl" => {
                     args.ttl_ms = positive_ms(
@@ -399,6 +424,26 @@ impl CachedArgs {
                 );
             }
         }
+        for name in READ_ONLY {
+            if let (Some(span), false) = (self.span_of(name), self.strategy.reads()) {
+                errors.push(
+                    span,
+                    format!(
+                        "`{name}` applies to functions that read (aside, read_through, refresh_ahead), not to `strategy = \"{}\"`: a write stores its result as it is",
+                        self.strategy.name()
+                    ),
+                );
+            }
+        }
+        if let (Some(span), false) = (
+            self.span_of("version"),
+            self.strategy == Strategy::WriteThrough,
+        ) {
+            errors.push(
+                span,
+                "`version` orders the values written through a key: it needs `strategy = \"write_through\"`",
+            );
+        }
         if let (Some(span), Some(false), true) =
             (self.span_of("lock"), self.lock, self.loads_in_background())
         {
@@ -426,10 +471,11 @@ fn strategy(errors: &mut Errors, lit: &LitStr) -> Option<Strategy> {
     match name.as_str() {
         "aside" => return Some(Strategy::Aside),
         "read_through" => return Some(Strategy::ReadThrough),
+        "write_through" => return Some(Strategy::WriteThrough),
         "refresh_ahead" => return Some(Strategy::RefreshAhead),
         s if STRATEGIES.contains(&s) => errors.push(
             lit.span(),
-            format!("strategy `{s}` is not supported yet; supported: aside, read_through, refresh_ahead"),
+            format!("strategy `{s}` is not supported yet; supported: aside, read_through, write_through, refresh_ahead"),
         ),
         s => errors.push(
             lit.span(),

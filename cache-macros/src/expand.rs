@@ -229,6 +229,18 @@ pub(crate) fn cached(
         quote! {
             #rt::__private::read::<#rt::__private::#shape, _, _, _>(#cache, #key, #spec, #make).await
         }
+    } else if args.strategy == Strategy::WriteThrough {
+        match &args.version {
+            Some(expr) => {
+                let version = version_fn(&rt, expr, info.value_ty.as_ref(), errors);
+                quote! {
+                    #rt::__private::write_through_versioned::<#rt::__private::#shape, _, _, _>(#cache, #key, #spec, #version, async move #block).await
+                }
+            }
+            None => quote! {
+                #rt::__private::write_through::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
+            },
+        }
     } else {
         quote! {
             #rt::__private::aside::<#rt::__private::#shape, _, _>(#cache, #key, #spec, async move #block).await
@@ -257,6 +269,57 @@ pub(crate) fn cached(
     );
     let handle = handle::handle(&rt, args, func, info, errors);
     quote!(#function #handle)
+}
+
+/// `version = <expr>` as a function of the written value to its version
+/// key: `|name: &Value| version_key(&expr)`, where `name` is the name the
+/// expression starts with (`user` in `user.updated_at`); or a closure,
+/// given the value. A type that is no version is reported on `expr`.
+fn version_fn(
+    rt: &TokenStream,
+    expr: &Expr,
+    value_ty: Option<&syn::Type>,
+    errors: &mut Errors,
+) -> TokenStream {
+    let Some(ty) = value_ty else {
+        return quote!(|_| 0);
+    };
+    let span = expr.span();
+    let rt = respan(rt, span);
+    let value = internal("__cache_rt_value");
+    if let Expr::Closure(closure) = expr {
+        return quote_spanned! {span=>
+            |#value: &#ty| #rt::__private::version_of::<#ty, _>(#closure, #value)
+        };
+    }
+    match root_name(expr) {
+        Some(name) => quote_spanned! {span=>
+            |#name: &#ty| #rt::CacheVersion::version_key(&(#expr))
+        },
+        None => {
+            errors.push(
+                span,
+                "`version` is an expression over the value the function returns, starting with a name that stands for it (`version = user.updated_at`), or a closure (`version = |user| user.updated_at`)",
+            );
+            quote!(|_| 0)
+        }
+    }
+}
+
+/// The name an expression starts with: `user` in `user.updated_at`,
+/// `user.version()`, `user.rows[0]`, `(user.rev as u64)`.
+fn root_name(expr: &Expr) -> Option<&Ident> {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+        Expr::Field(e) => root_name(&e.base),
+        Expr::MethodCall(e) => root_name(&e.receiver),
+        Expr::Index(e) => root_name(&e.expr),
+        Expr::Cast(e) => root_name(&e.expr),
+        Expr::Paren(e) => root_name(&e.expr),
+        Expr::Reference(e) => root_name(&e.expr),
+        Expr::Unary(e) => root_name(&e.expr),
+        _ => None,
+    }
 }
 
 /// `#[invalidates]`.

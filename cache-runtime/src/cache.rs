@@ -373,6 +373,29 @@ impl Cache {
         envelope::header(&bytes).ok()
     }
 
+    /// Stores encoded bytes under a full key, cancelling its lease.
+    pub(crate) async fn set_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        self.guarded(self.inner.store.set(key, bytes, ttl)).await
+    }
+
+    /// As [`set_bytes`](Self::set_bytes), unless the key holds a newer
+    /// version; `false` when refused.
+    pub(crate) async fn set_versioned(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        ttl: Duration,
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        self.guarded(self.inner.store.set_versioned(key, bytes, ttl, version))
+            .await
+    }
+
     /// Stores encoded bytes under a full key; a failure is logged and counted.
     pub(crate) async fn store(&self, key: &str, bytes: Bytes, ttl: Duration) {
         if let Err(e) = self.guarded(self.inner.store.set(key, bytes, ttl)).await {

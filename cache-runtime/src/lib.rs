@@ -49,6 +49,7 @@ mod refresh;
 mod shape;
 mod spec;
 mod stats;
+mod write_through;
 
 pub use builder::{CacheBuilder, MemoryStore};
 pub use cache::Cache;
@@ -60,6 +61,7 @@ pub use key::{key_part, KeyPart, KeyWriter};
 pub use read_through::{BoxFuture, ReadThrough, ReadThroughOn};
 pub use spec::{Refresh, Spec};
 pub use stats::CacheStats;
+pub use write_through::CacheVersion;
 
 /// The longest time an entry lives: longer TTLs are capped to it (ten years).
 pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
@@ -72,6 +74,16 @@ pub mod __private {
     pub use crate::invalidate::invalidate_after;
     pub use crate::key::KeyBuilder;
     pub use crate::refresh::{read, Refresh};
+    pub use crate::write_through::{write_through, write_through_versioned};
+
+    /// The version of `value` by a closure over it, for `version = |v| ..`.
+    #[inline]
+    pub fn version_of<T: ?Sized, V: crate::CacheVersion>(
+        f: impl FnOnce(&T) -> V,
+        value: &T,
+    ) -> u64 {
+        f(value).version_key()
+    }
 
     /// Deletes one full key and its lease, for read-through handles.
     pub async fn invalidate_key(cache: &Cache, key: String) -> Result<(), crate::Error> {

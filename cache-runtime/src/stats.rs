@@ -44,6 +44,12 @@ pub struct CacheStats {
     /// Background refreshes whose body failed: the cached value was kept
     /// (fail-safe), and the key is not tried again for a lease TTL.
     pub refresh_failures: u64,
+    /// Write-through stores that failed after the body had written: the key
+    /// was deleted instead (best effort), and the call still succeeded.
+    pub write_failures: u64,
+    /// Write-through values not stored because the cache held a newer
+    /// version (`version = ...`).
+    pub versions_refused: u64,
     /// Backend calls that failed or timed out.
     pub errors: u64,
     /// Backend calls skipped while the circuit breaker was open.
@@ -69,6 +75,8 @@ pub(crate) struct Counters {
     pub(crate) stale_hits: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) refresh_failures: AtomicU64,
+    pub(crate) write_failures: AtomicU64,
+    pub(crate) versions_refused: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
@@ -96,6 +104,8 @@ impl Counters {
             stale_hits: self.stale_hits.load(Relaxed),
             refreshes: self.refreshes.load(Relaxed),
             refresh_failures: self.refresh_failures.load(Relaxed),
+            write_failures: self.write_failures.load(Relaxed),
+            versions_refused: self.versions_refused.load(Relaxed),
             errors: self.errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),

@@ -66,6 +66,8 @@ struct Shard {
     leases: HashMap<String, Lease, RandomState>,
     /// The lease count at which expired leases are next swept.
     lease_sweep_at: usize,
+    /// The newest version written through each key, with its expiry.
+    versions: HashMap<String, (u64, Instant), RandomState>,
     clock: u64,
     rng: fastrand::Rng,
 }
@@ -187,6 +189,7 @@ impl MemoryBackend {
                         map: IndexMap::default(),
                         leases: HashMap::default(),
                         lease_sweep_at: LEASE_SWEEP,
+                        versions: HashMap::default(),
                         clock: 0,
                         rng: fastrand::Rng::with_seed(0x9e37_79b9 ^ i as u64),
                     })
@@ -249,6 +252,30 @@ impl Backend for MemoryBackend {
         shard.leases.remove(key);
         shard.insert(key, value, ttl, Instant::now(), self.shard_capacity);
         Ok(())
+    }
+
+    async fn set_versioned(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        let newer = |(held, until): &(u64, Instant)| *until > now && *held > version;
+        if shard.versions.get(key).is_some_and(newer) {
+            return Ok(false);
+        }
+        if shard.versions.len() > 2 * self.shard_capacity {
+            shard.versions.retain(|_, (_, until)| *until > now);
+        }
+        shard
+            .versions
+            .insert(key.to_owned(), (version, deadline(now, ttl)));
+        shard.leases.remove(key);
+        shard.insert(key, value, ttl, now, self.shard_capacity);
+        Ok(true)
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {

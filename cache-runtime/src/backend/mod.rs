@@ -97,6 +97,16 @@ pub(crate) trait Backend: Send + Sync {
     /// cancels the key's lease: a load in flight that read the source
     /// before this write cannot overwrite it.
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError>;
+    /// Stores `value` under `key` for `ttl` and cancels the key's lease, as
+    /// [`set`](Self::set), unless the key holds a newer version than
+    /// `version` (kept beside it for `ttl`); `false` when refused.
+    async fn set_versioned(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        version: u64,
+    ) -> Result<bool, BackendError>;
     /// Removes every key of `keys` and their leases, atomically per key;
     /// absent keys are not an error.
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError>;
@@ -175,6 +185,15 @@ impl Backend for Store {
     }
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
         dispatch!(self, b => b.set(key, value, ttl).await)
+    }
+    async fn set_versioned(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        dispatch!(self, b => b.set_versioned(key, value, ttl, version).await)
     }
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         dispatch!(self, b => b.delete(keys).await)

@@ -42,6 +42,16 @@ else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 redis.call('DEL', KEYS[2])
 return 1";
 
+/// KEYS: value, lease, version. ARGV: value, TTL (ms), version (20 digits,
+/// so that versions compare as strings). Returns 1 when stored, 0 when the
+/// key holds a newer version.
+const SET_VERSIONED_LUA: &str = r"local held = redis.call('GET', KEYS[3])
+if held and held > ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1";
+
 /// KEYS: lease. ARGV: token.
 const RELEASE_LUA: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
@@ -52,19 +62,32 @@ const MARK_LUA: &str = r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1";
 
-const SCRIPTS: [&str; 4] = [ACQUIRE_LUA, FILL_LUA, RELEASE_LUA, MARK_LUA];
+const SCRIPTS: [&str; 5] = [
+    ACQUIRE_LUA,
+    FILL_LUA,
+    RELEASE_LUA,
+    MARK_LUA,
+    SET_VERSIONED_LUA,
+];
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(MARK_LUA));
+static SET_VERSIONED: LazyLock<Script> = LazyLock::new(|| Script::new(SET_VERSIONED_LUA));
 
 /// The key of `key`'s lease.
 pub(crate) fn lease_key(key: &str) -> String {
-    let mut lease = String::with_capacity(key.len() + 8);
-    lease.push('{');
-    lease.push_str(key);
-    lease.push_str("}:lease");
-    lease
+    beside(key, "lease")
+}
+
+/// The key `{key}:<what>`, in `key`'s cluster slot.
+fn beside(key: &str, what: &str) -> String {
+    let mut beside = String::with_capacity(key.len() + 3 + what.len());
+    beside.push('{');
+    beside.push_str(key);
+    beside.push_str("}:");
+    beside.push_str(what);
+    beside
 }
 
 /// A Redis server reached through one multiplexed, self-reconnecting
@@ -202,6 +225,27 @@ impl Backend for RedisBackend {
             .ignore();
         self.call(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await
+    }
+
+    async fn set_versioned(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        let mut invocation = SET_VERSIONED.prepare_invoke();
+        invocation
+            .key(key)
+            .key(lease_key(key))
+            .key(beside(key, "ver"))
+            .arg(value.as_ref())
+            .arg(millis(ttl))
+            .arg(format!("{version:020}"));
+        let stored: i64 = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(stored == 1)
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
