@@ -55,6 +55,7 @@ pub(crate) enum Strategy {
     Aside,
     ReadThrough,
     WriteThrough,
+    WriteBehind,
     RefreshAhead,
 }
 
@@ -64,13 +65,19 @@ impl Strategy {
             Strategy::Aside => "aside",
             Strategy::ReadThrough => "read_through",
             Strategy::WriteThrough => "write_through",
+            Strategy::WriteBehind => "write_behind",
             Strategy::RefreshAhead => "refresh_ahead",
         }
     }
 
     /// Whether the function reads (loads on a miss), as opposed to writes.
     fn reads(self) -> bool {
-        !matches!(self, Strategy::WriteThrough)
+        !matches!(self, Strategy::WriteThrough | Strategy::WriteBehind)
+    }
+
+    /// Whether the attribute defines a handle (`handle = NAME`, required).
+    fn has_handle(self) -> bool {
+        matches!(self, Strategy::ReadThrough | Strategy::WriteBehind)
     }
 }
 
@@ -103,6 +110,10 @@ pub(crate) struct CachedArgs {
     pub(crate) handle: Option<Ident>,
     /// `version = <expr>`: the version of a value written through.
     pub(crate) version: Option<Expr>,
+    /// `value = <expr>`: the value a write-behind call stores.
+    pub(crate) value: Option<Expr>,
+    /// `queue = "name"`: the name of a write-behind queue.
+    pub(crate) queue: Option<LitStr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) krate: Option<Path>,
     /// Where each argument was given, for errors that involve two of them.
@@ -117,7 +128,7 @@ pub(crate) struct InvalidatesArgs {
     pub(crate) krate: Option<Path>,
 }
 
-const CACHED_NAMES: [&str; 14] = [
+const CACHED_NAMES: [&str; 16] = [
     "strategy",
     "key",
     "ttl",
@@ -130,6 +141,8 @@ const CACHED_NAMES: [&str; 14] = [
     "stale",
     "handle",
     "version",
+    "value",
+    "queue",
     "cache",
     "crate",
 ];
@@ -297,6 +310,21 @@ fn ident(errors: &mut Errors, name: &str, value: &Expr) -> Option<Ident> {
     }
 }
 
+/// `queue = "inventory"`: a name that keeps the queue's keys in one
+/// cluster slot.
+fn queue_name(errors: &mut Errors, value: &Expr) -> Option<LitStr> {
+    let lit = string(errors, "queue", value)?;
+    let name = lit.value();
+    if name.is_empty() || name.contains(['{', '}']) || name.chars().any(char::is_whitespace) {
+        errors.push(
+            lit.span(),
+            "`queue` takes a name without braces or whitespace, like `queue = \"inventory\"`",
+        );
+        return None;
+    }
+    Some(lit)
+}
+
 fn krate(errors: &mut Errors, value: &Expr) -> Option<Path> {
     let lit = string(errors, "crate", value)?;
     lit.parse::<Path>()
@@ -352,6 +380,8 @@ impl CachedArgs {
                 }
                 "handle" => args.handle = ident(errors, "handle", &value),
                 "version" => args.version = Some(value),
+                "value" => args.value = Some(value),
+                "queue" => args.queue = queue_name(errors, &value),
                 "key" => args.key = string(errors, "key", &value),
                 "ttl" => {
                     args.ttl_ms = positive_ms(
@@ -449,19 +479,35 @@ impl CachedArgs {
         {
             errors.push(span, "`lock = false` cannot go with `stale` or `refresh_ahead`: background refreshes take the key's lease, so that one runs per key");
         }
-        let read_through = self.strategy == Strategy::ReadThrough;
-        if let (Some(handle), false) = (&self.handle, read_through) {
+        if let (Some(handle), false) = (&self.handle, self.strategy.has_handle()) {
             errors.push(
                 handle.span(),
-                "`handle` names the read path of `strategy = \"read_through\"`",
+                "`handle` names the read path of `strategy = \"read_through\"` or the flushers of `strategy = \"write_behind\"`",
             );
         }
-        if let (None, true, Some(span)) = (
-            self.span_of("handle"),
-            read_through,
-            self.span_of("strategy"),
-        ) {
-            errors.push(span, "`read_through` needs a handle for other code to read through: add `handle = NAME`, which this attribute defines beside the function (a constant; a method for `&self` methods)");
+        if let (None, Some(span)) = (self.span_of("handle"), self.span_of("strategy")) {
+            match self.strategy {
+                Strategy::ReadThrough => errors.push(span, "`read_through` needs a handle for other code to read through: add `handle = NAME`, which this attribute defines beside the function (a constant; a method for `&self` methods)"),
+                Strategy::WriteBehind => errors.push(span, "`write_behind` needs a handle to start the flushers that run its body: add `handle = NAME`, which this attribute defines beside the function (a constant)"),
+                _ => {}
+            }
+        }
+        let write_behind = self.strategy == Strategy::WriteBehind;
+        for name in ["value", "queue"] {
+            if let (Some(span), false) = (self.span_of(name), write_behind) {
+                errors.push(
+                    span,
+                    format!("`{name}` applies to `strategy = \"write_behind\"`"),
+                );
+            }
+        }
+        if let (true, Some(span)) = (write_behind, self.span_of("strategy")) {
+            if self.key.is_none() {
+                errors.push(span, "`write_behind` needs an explicit `key = \"...\"`: the key its value is stored under, from the arguments that name the row (not the value)");
+            }
+            if self.value.is_none() {
+                errors.push(span, "`write_behind` needs `value = <expr>`: what the call stores under the key at once, from its arguments (`value = qty`)");
+            }
         }
     }
 }
@@ -472,11 +518,8 @@ fn strategy(errors: &mut Errors, lit: &LitStr) -> Option<Strategy> {
         "aside" => return Some(Strategy::Aside),
         "read_through" => return Some(Strategy::ReadThrough),
         "write_through" => return Some(Strategy::WriteThrough),
+        "write_behind" => return Some(Strategy::WriteBehind),
         "refresh_ahead" => return Some(Strategy::RefreshAhead),
-        s if STRATEGIES.contains(&s) => errors.push(
-            lit.span(),
-            format!("strategy `{s}` is not supported yet; supported: aside, read_through, write_through, refresh_ahead"),
-        ),
         s => errors.push(
             lit.span(),
             format!(

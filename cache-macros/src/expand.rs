@@ -8,7 +8,7 @@ use crate::errors::Errors;
 use crate::signature::{FnInfo, Param};
 use crate::suggest::did_you_mean;
 use crate::template::{self, Segment};
-use crate::{handle, owned};
+use crate::{handle, owned, write_behind};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -221,6 +221,11 @@ pub(crate) fn cached(
             }
         };
         spec.extend(quote!(.refresh(#rt::__private::Refresh::#policy)));
+    }
+    if args.strategy == Strategy::WriteBehind {
+        let (body, handle) = write_behind::expand(&rt, args, func, info, errors);
+        let function = emit(func, body);
+        return quote!(#function #handle);
     }
     let shape = info.shape.marker();
     let block = &func.block;

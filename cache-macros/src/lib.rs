@@ -14,6 +14,7 @@ mod owned;
 mod signature;
 mod suggest;
 mod template;
+mod write_behind;
 
 use errors::Errors;
 use proc_macro::TokenStream;
@@ -58,12 +59,15 @@ fn expand_attr(
         errors.add(e);
         Vec::new()
     });
-    let is_cached = name == "cached";
-    let info = signature::analyse(&func.sig, name, is_cached, &mut errors);
-    let expanded = if is_cached {
+    let expanded = if name == "cached" {
         let args = args::CachedArgs::from_items(items, &mut errors);
+        // A write-behind function returns `Result<(), E>`: nothing of its
+        // return value is cached.
+        let caches_result = args.strategy != args::Strategy::WriteBehind;
+        let info = signature::analyse(&func.sig, name, caches_result, &mut errors);
         expand::cached(&args, &func, &info, &mut errors)
     } else {
+        let info = signature::analyse(&func.sig, name, false, &mut errors);
         let args =
             args::InvalidatesArgs::from_items(items, &mut errors, proc_macro2::Span::call_site());
         expand::invalidates(&args, &func, &info, &mut errors)

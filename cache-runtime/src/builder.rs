@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Settings shared by every entry of one cache.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// The namespace alone: write-behind queues live under it, outside the
+    /// schema version.
+    pub(crate) namespace: String,
     pub(crate) prefix: String,
     pub(crate) default_ttl: Duration,
     pub(crate) default_null_ttl: Duration,
@@ -175,6 +178,7 @@ impl CacheBuilder {
 
     fn config(&self) -> Config {
         Config {
+            namespace: self.namespace.clone(),
             prefix: format!("{}:v{}:", self.namespace, self.schema_version),
             default_ttl: self.default_ttl,
             default_null_ttl: self.default_null_ttl,

@@ -159,7 +159,8 @@ impl Cache {
         Ok(self.delete(&full).await?)
     }
 
-    /// The time `key` has left to live, or `None` when it is absent or the
+    /// The time `key` has left to live, or `None` when it is absent, has no
+    /// expiry (a write-behind value whose write is not flushed yet), or the
     /// backend cannot be reached.
     pub async fn ttl(&self, key: &str) -> Option<Duration> {
         self.guarded(self.inner.store.ttl(&self.full_key(key)))
@@ -227,10 +228,15 @@ impl Cache {
             .max(Duration::from_millis(1))
     }
 
+    /// The backend, for calls made through [`guarded`](Self::guarded).
+    pub(crate) fn backend(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// Runs one backend call behind the circuit breaker, counting failures.
     /// Invalidations that failed earlier are delivered first; while they
     /// cannot be, the call is not made.
-    async fn guarded<T>(
+    pub(crate) async fn guarded<T>(
         &self,
         call: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {

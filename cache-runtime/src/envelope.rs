@@ -172,17 +172,43 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, DecodeErr
     check(bytes)?;
     match bytes[1] {
         KIND_NULL => Ok(Decoded::Null),
-        KIND_VALUE => {
-            let payload = &bytes[HEADER..];
-            let root = crate::depth::Root::<T>(std::marker::PhantomData);
-            let (value, read) = bincode::serde::seed_decode_from_slice(root, payload, config())?;
-            if read != payload.len() {
-                return Err(DecodeError::Trailing(payload.len() - read));
-            }
-            Ok(Decoded::Value(value))
-        }
+        KIND_VALUE => Ok(Decoded::Value(decode_payload(&bytes[HEADER..])?)),
         other => Err(DecodeError::Kind(other)),
     }
+}
+
+/// Decodes a whole payload, within the size and depth limits.
+fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+    let root = crate::depth::Root::<T>(std::marker::PhantomData);
+    let (value, read) = bincode::serde::seed_decode_from_slice(root, payload, config())?;
+    if read != payload.len() {
+        return Err(DecodeError::Trailing(payload.len() - read));
+    }
+    Ok(value)
+}
+
+/// Appends one argument of a write-behind call: the payload codec, no
+/// header. Arguments appended one after another decode as their tuple.
+pub(crate) fn encode_args_into<A: Serialize + ?Sized>(
+    arg: &A,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    bincode::serde::encode_into_std_write(arg, out, config())?;
+    Ok(())
+}
+
+/// Decodes a write-behind call's arguments.
+pub(crate) fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, DecodeError> {
+    decode_payload(bytes)
+}
+
+/// A copy of an envelope with another header (same kind and payload);
+/// `None` when it is not an envelope of this format.
+pub(crate) fn restamp(bytes: &[u8], header: &Header) -> Option<Vec<u8>> {
+    check(bytes).ok()?;
+    let mut out = bytes.to_vec();
+    out[..HEADER].copy_from_slice(&header.bytes(bytes[1]));
+    Some(out)
 }
 
 #[cfg(test)]
@@ -211,6 +237,34 @@ mod tests {
             name: "Ada".into(),
             tags: vec!["admin".into()],
         }
+    }
+
+    #[test]
+    fn a_restamped_entry_keeps_its_kind_and_payload() {
+        let later = Header {
+            written_at_ms: h().written_at_ms + 5_000,
+            fresh_ms: 60_000,
+            load_ms: 0,
+        };
+        let value = restamp(&encode_value(&user(), &h()).unwrap(), &later).unwrap();
+        assert_eq!(header(&value).unwrap(), later);
+        assert_eq!(decode::<User>(&value).unwrap(), Decoded::Value(user()));
+        let null = restamp(&encode_null(&h()), &later).unwrap();
+        assert_eq!(decode::<User>(&null).unwrap(), Decoded::Null);
+        assert_eq!(restamp(b"short", &later), None);
+    }
+
+    #[test]
+    fn arguments_encoded_one_by_one_decode_as_their_owned_tuple() {
+        let mut bytes = Vec::new();
+        encode_args_into("sku-1", &mut bytes).unwrap();
+        encode_args_into(&7u32, &mut bytes).unwrap();
+        let args: (String, u32) = decode_args(&bytes).unwrap();
+        assert_eq!(args, ("sku-1".to_string(), 7));
+        assert!(
+            decode_args::<(String, u32, u8)>(&bytes).is_err(),
+            "another signature"
+        );
     }
 
     #[test]

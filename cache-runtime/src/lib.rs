@@ -49,6 +49,7 @@ mod refresh;
 mod shape;
 mod spec;
 mod stats;
+mod write_behind;
 mod write_through;
 
 pub use builder::{CacheBuilder, MemoryStore};
@@ -61,6 +62,10 @@ pub use key::{key_part, KeyPart, KeyWriter};
 pub use read_through::{BoxFuture, ReadThrough, ReadThroughOn};
 pub use spec::{Refresh, Spec};
 pub use stats::CacheStats;
+pub use write_behind::{
+    DeadLetter, EntryId, FlushStats, Flusher, FlusherBuilder, Queue, QueueStats, Replay,
+    WriteBehind,
+};
 pub use write_through::CacheVersion;
 
 /// The longest time an entry lives: longer TTLs are capped to it (ten years).
@@ -74,6 +79,11 @@ pub mod __private {
     pub use crate::invalidate::invalidate_after;
     pub use crate::key::KeyBuilder;
     pub use crate::refresh::{read, Refresh};
+    pub use crate::write_behind::generated::{
+        assert_write_behind_result, pending_value, Args, QueueArg, QueueRef, Storable,
+        WriteBehindResult,
+    };
+    pub use crate::write_behind::{write_behind, QueueSpec};
     pub use crate::write_through::{write_through, write_through_versioned};
 
     /// The version of `value` by a closure over it, for `version = |v| ..`.

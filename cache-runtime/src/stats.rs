@@ -50,6 +50,9 @@ pub struct CacheStats {
     /// Write-through values not stored because the cache held a newer
     /// version (`version = ...`).
     pub versions_refused: u64,
+    /// Write-behind writes acknowledged: their value stored and their call
+    /// queued for a flusher.
+    pub queued: u64,
     /// Backend calls that failed or timed out.
     pub errors: u64,
     /// Backend calls skipped while the circuit breaker was open.
@@ -77,6 +80,7 @@ pub(crate) struct Counters {
     pub(crate) refresh_failures: AtomicU64,
     pub(crate) write_failures: AtomicU64,
     pub(crate) versions_refused: AtomicU64,
+    pub(crate) queued: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
@@ -106,6 +110,7 @@ impl Counters {
             refresh_failures: self.refresh_failures.load(Relaxed),
             write_failures: self.write_failures.load(Relaxed),
             versions_refused: self.versions_refused.load(Relaxed),
+            queued: self.queued.load(Relaxed),
             errors: self.errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),

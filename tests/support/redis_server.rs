@@ -2,6 +2,7 @@
 //! when dropped. Shared by the integration tests and the benchmarks.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// For a durable server: its own directory, where its append-only
+    /// file survives a kill and a restart.
+    durable: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -29,10 +33,30 @@ impl RedisServer {
     /// Starts a server, or `None` when `redis-server` is not installed or
     /// does not come up.
     pub fn try_start() -> Option<Self> {
+        Self::try_start_with(false)
+    }
+
+    /// Starts a server that writes every write to its append-only file
+    /// before answering (`--appendonly yes --appendfsync always`), in a
+    /// directory of its own: killed and restarted, it loses nothing it
+    /// acknowledged.
+    pub fn start_durable() -> Self {
+        Self::try_start_with(true).expect("redis-server did not start")
+    }
+
+    fn try_start_with(durable: bool) -> Option<Self> {
         for _ in 0..5 {
+            let port = free_port();
+            let durable = durable.then(|| {
+                let dir = std::env::temp_dir()
+                    .join(format!("cache-runtime-redis-{}-{port}", std::process::id()));
+                std::fs::create_dir_all(&dir).expect("create the server's directory");
+                dir
+            });
             let mut server = RedisServer {
                 child: None,
-                port: free_port(),
+                port,
+                durable,
             };
             // Not up: most likely the port was taken meanwhile; try another.
             if server.spawn()? {
@@ -45,10 +69,21 @@ impl RedisServer {
     /// Starts `redis-server` on this server's port: whether it came up, or
     /// `None` when it cannot be run at all (not installed).
     fn spawn(&mut self) -> Option<bool> {
+        let (aof, dir) = match &self.durable {
+            Some(dir) => (
+                ["--appendonly", "yes", "--appendfsync", "always"],
+                dir.clone(),
+            ),
+            None => (
+                ["--appendonly", "no", "--appendfsync", "everysec"],
+                std::env::temp_dir(),
+            ),
+        };
         let Ok(child) = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(aof)
+            .args(["--dir", &dir.to_string_lossy()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -109,7 +144,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port, empty.
+    /// Starts the server again on the same port: empty, or for a durable
+    /// server, with what its append-only file holds.
     pub fn restart(&mut self) {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -147,5 +183,8 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.thaw();
         self.kill();
+        if let Some(dir) = &self.durable {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -36,6 +36,9 @@ struct Entry {
     value: Bytes,
     expires_at: Instant,
     last_used: u64,
+    /// A write-behind value whose write is pending: it does not expire and
+    /// is never evicted until the write is flushed.
+    pinned: bool,
 }
 
 #[derive(Debug)]
@@ -92,13 +95,14 @@ impl Shard {
     }
 
     /// Evicts one entry: an expired sample if any, else the least recently
-    /// used sample. Never evicts `keep` (the index just written).
+    /// used sample. Never evicts `keep` (the index just written) nor a
+    /// pinned entry; a shard of pinned entries only grows past its bound.
     fn evict_one(&mut self, now: Instant, keep: usize) {
         let len = self.map.len();
         let mut victim: Option<(usize, u64)> = None;
         for _ in 0..SAMPLES.min(len) {
             let i = self.rng.usize(..len);
-            if i == keep {
+            if i == keep || self.map[i].pinned {
                 continue;
             }
             let e = &self.map[i];
@@ -110,12 +114,13 @@ impl Shard {
                 victim = Some((i, e.last_used));
             }
         }
-        let i = match victim {
-            Some((i, _)) => i,
-            // Every sample hit `keep`: take any other entry.
-            None => usize::from(keep == 0),
-        };
-        self.map.swap_remove_index(i);
+        let victim = victim.map(|(i, _)| i).or_else(|| {
+            // Every sample hit `keep` or a pinned entry: take any other.
+            (0..len).find(|&i| i != keep && !self.map[i].pinned)
+        });
+        if let Some(i) = victim {
+            self.map.swap_remove_index(i);
+        }
     }
 
     /// The live entry of `key`, marked as used; an expired one is dropped.
@@ -133,13 +138,26 @@ impl Shard {
 
     /// Stores an entry, evicting one when the shard is over `capacity`.
     fn insert(&mut self, key: &str, value: Bytes, ttl: Duration, now: Instant, capacity: usize) {
+        self.insert_entry(key, value, Some(ttl), now, capacity);
+    }
+
+    /// Stores an entry that expires after `ttl`, or a pinned one (`None`).
+    fn insert_entry(
+        &mut self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        now: Instant,
+        capacity: usize,
+    ) {
         self.expire_some(now);
         let last_used = self.tick();
         let entry = Entry {
             value,
             // Callers cap TTLs at MAX_TTL; never panic on an overflow anyway.
-            expires_at: deadline(now, ttl),
+            expires_at: deadline(now, ttl.unwrap_or(crate::MAX_TTL)),
             last_used,
+            pinned: ttl.is_none(),
         };
         // Replacing an entry keeps its key: no allocation.
         let i = match self.map.get_full_mut(key) {
@@ -174,6 +192,8 @@ pub(crate) struct MemoryBackend {
     /// Picks a key's shard; seeded apart from the maps', so that the keys
     /// of one shard do not share bits of the hash its map indexes by.
     shard_hasher: RandomState,
+    /// Write-behind queues; locked before a shard when both are.
+    queues: Mutex<super::memory_queue::Queues>,
 }
 
 impl MemoryBackend {
@@ -197,6 +217,7 @@ impl MemoryBackend {
                 .collect(),
             shard_capacity: max_entries / shards,
             shard_hasher: RandomState::default(),
+            queues: Mutex::default(),
         }
     }
 
@@ -225,6 +246,27 @@ impl MemoryBackend {
             };
             shard.leases.insert(key.to_owned(), lease);
         }
+    }
+
+    /// Stores `value` under `key` for `ttl`, or pinned (`None`: no expiry,
+    /// never evicted), and cancels the key's lease.
+    pub(super) fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) {
+        let mut shard = self.shard(key);
+        shard.leases.remove(key);
+        shard.insert_entry(key, value, ttl, Instant::now(), self.shard_capacity);
+    }
+
+    /// Removes `key`'s entry (not its lease).
+    pub(super) fn remove(&self, key: &str) {
+        self.shard(key).map.swap_remove(key);
+    }
+
+    /// The write-behind queues of this store.
+    pub(super) fn queues(&self) -> MutexGuard<'_, super::memory_queue::Queues> {
+        // As for shards: each step leaves a state callers could have made.
+        self.queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of live and not yet collected entries.
@@ -293,7 +335,7 @@ impl Backend for MemoryBackend {
         Ok(shard
             .map
             .get(key)
-            .filter(|e| e.expires_at > now)
+            .filter(|e| e.expires_at > now && !e.pinned)
             .map(|e| e.expires_at - now))
     }
 

@@ -6,7 +6,10 @@
 //! [`Cache`](crate::Cache) was built with.
 
 pub(crate) mod memory;
+mod memory_queue;
+pub(crate) mod queue;
 pub(crate) mod redis;
+mod redis_queue;
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -110,7 +113,8 @@ pub(crate) trait Backend: Send + Sync {
     /// Removes every key of `keys` and their leases, atomically per key;
     /// absent keys are not an error.
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError>;
-    /// The time `key` has left to live, or `None` when absent.
+    /// The time `key` has left to live, or `None` when absent or without
+    /// expiry (a write-behind value whose write is pending).
     async fn ttl(&self, key: &str) -> Result<Option<Duration>, BackendError>;
     /// In one atomic step: the entry of `key` if there is one; else the
     /// lease for `token` for `ttl` if no lease is out; else "wait".

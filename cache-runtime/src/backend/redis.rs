@@ -81,7 +81,7 @@ pub(crate) fn lease_key(key: &str) -> String {
 }
 
 /// The key `{key}:<what>`, in `key`'s cluster slot.
-fn beside(key: &str, what: &str) -> String {
+pub(super) fn beside(key: &str, what: &str) -> String {
     let mut beside = String::with_capacity(key.len() + 3 + what.len());
     beside.push('{');
     beside.push_str(key);
@@ -168,7 +168,7 @@ impl RedisBackend {
     }
 
     /// Runs `f` on a handle of the shared connection, within the timeout.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, BackendError>
+    pub(super) async fn call<T, F, Fut>(&self, f: F) -> Result<T, BackendError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -176,7 +176,10 @@ impl RedisBackend {
         Ok(bounded(self.timeout, f(self.conn.clone())).await??)
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BackendError> {
+    pub(super) async fn run<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, BackendError> {
         self.call(|mut conn| async move { cmd.query_async(&mut conn).await })
             .await
     }
@@ -189,12 +192,12 @@ async fn bounded<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Backen
 }
 
 /// Milliseconds for `PX`, at least 1 (Redis refuses 0).
-fn millis(ttl: Duration) -> u64 {
+pub(super) fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A reply Redis never sends for these commands.
-fn unexpected(what: &str, reply: &Value) -> BackendError {
+pub(super) fn unexpected(what: &str, reply: &Value) -> BackendError {
     BackendError::Redis(redis::RedisError::from((
         redis::ErrorKind::UnexpectedReturnType,
         "unexpected reply",

@@ -1,0 +1,366 @@
+//! Write-behind queues in process memory: the same operations as the
+//! Redis streams, under one lock, for caches of one `MemoryStore` and the
+//! flushers of one process. Not durable: what is queued and not yet
+//! flushed is lost when the process exits. A pending write's value is
+//! pinned in its shard (no expiry, not evicted) until it is flushed.
+
+use super::memory::MemoryBackend;
+use super::queue::{
+    Begin, Dead, Depth, Entry, EntryId, Failure, QueueBackend, QueueKeys, Replayed,
+    MARKER_RETENTION,
+};
+use super::{BackendError, Token};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// The queues of one store, by stream key.
+#[derive(Debug, Default)]
+pub(crate) struct Queues(HashMap<String, Queue>);
+
+/// A key's latest queued entry, and when the marker expires (never while
+/// that entry is pending).
+#[derive(Debug, Clone, Copy)]
+struct Marker {
+    id: EntryId,
+    until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// Entries not yet acknowledged.
+    entries: BTreeMap<EntryId, Entry>,
+    /// The last entry delivered to the group: later ones are new.
+    delivered: EntryId,
+    /// Delivered entries by id: their consumer and last delivery.
+    pending: HashMap<EntryId, (String, Instant)>,
+    attempts: HashMap<EntryId, u32>,
+    dead: BTreeMap<EntryId, Dead>,
+    last_id: EntryId,
+    markers: HashMap<String, Marker>,
+    /// Markers count at which expired ones are next swept.
+    marker_sweep_at: usize,
+    locks: HashMap<String, (Token, Instant)>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Queue {
+    /// A new id, after every earlier one, as Redis makes them.
+    fn next_id(&mut self) -> EntryId {
+        let ms = unix_ms();
+        self.last_id = if ms > self.last_id.ms {
+            EntryId { ms, seq: 0 }
+        } else {
+            EntryId {
+                ms: self.last_id.ms,
+                seq: self.last_id.seq + 1,
+            }
+        };
+        self.last_id
+    }
+
+    fn marker(&self, key: &str, now: Instant) -> Option<EntryId> {
+        self.markers
+            .get(key)
+            .filter(|m| m.until.is_none_or(|until| until > now))
+            .map(|m| m.id)
+    }
+
+    fn set_marker(&mut self, key: &str, id: EntryId, until: Option<Instant>, now: Instant) {
+        if self.markers.len() >= self.marker_sweep_at {
+            self.markers
+                .retain(|_, m| m.until.is_none_or(|until| until > now));
+            self.marker_sweep_at = 1_024.max(2 * self.markers.len());
+        }
+        self.markers.insert(key.to_owned(), Marker { id, until });
+    }
+
+    /// Keeps `key`'s marker for the retention period if it is `id`.
+    fn retire_marker(&mut self, key: &str, id: EntryId, now: Instant) -> bool {
+        match self.markers.get_mut(key) {
+            Some(m) if m.id == id => {
+                m.until = Some(now + MARKER_RETENTION);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn ack(&mut self, id: EntryId) {
+        self.entries.remove(&id);
+        self.pending.remove(&id);
+        self.attempts.remove(&id);
+    }
+
+    fn unlock(&mut self, key: &str, token: Token) {
+        if self.locks.get(key).is_some_and(|(held, _)| *held == token) {
+            self.locks.remove(key);
+        }
+    }
+
+    /// Appends an entry, makes it its key's marker; the caller stores the
+    /// value.
+    fn append(&mut self, key: &str, args: Bytes, value: Bytes, now: Instant) -> EntryId {
+        let id = self.next_id();
+        let entry = Entry {
+            id,
+            key: key.to_owned(),
+            args,
+            value,
+        };
+        self.entries.insert(id, entry);
+        self.set_marker(key, id, None, now);
+        id
+    }
+
+    /// Delivers `entries` to `consumer`, now.
+    fn deliver(&mut self, ids: &[EntryId], consumer: &str, now: Instant) -> Vec<Entry> {
+        ids.iter()
+            .filter_map(|id| {
+                self.pending.insert(*id, (consumer.to_owned(), now));
+                self.entries.get(id).cloned()
+            })
+            .collect()
+    }
+}
+
+impl Queues {
+    fn queue(&mut self, q: &QueueKeys) -> &mut Queue {
+        self.0.entry(q.stream.clone()).or_default()
+    }
+}
+
+impl QueueBackend for MemoryBackend {
+    async fn enqueue(
+        &self,
+        q: &QueueKeys,
+        key: &str,
+        value: Bytes,
+        args: Bytes,
+    ) -> Result<EntryId, BackendError> {
+        let mut queues = self.queues();
+        let id = queues
+            .queue(q)
+            .append(key, args, value.clone(), Instant::now());
+        self.put(key, value, None);
+        Ok(id)
+    }
+
+    async fn join(&self, q: &QueueKeys) -> Result<(), BackendError> {
+        self.queues().queue(q);
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        q: &QueueKeys,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>, BackendError> {
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        let after = queue.delivered;
+        let ids: Vec<EntryId> = queue
+            .entries
+            .range(after..)
+            .map(|(id, _)| *id)
+            .filter(|id| *id > after)
+            .take(count)
+            .collect();
+        if let Some(last) = ids.last() {
+            queue.delivered = *last;
+        }
+        Ok(queue.deliver(&ids, consumer, Instant::now()))
+    }
+
+    async fn claim(
+        &self,
+        q: &QueueKeys,
+        consumer: &str,
+        idle: Duration,
+        count: usize,
+        _cursor: EntryId,
+    ) -> Result<(Vec<Entry>, EntryId), BackendError> {
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        let mut ids: Vec<EntryId> = queue
+            .pending
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(count);
+        Ok((queue.deliver(&ids, consumer, now), EntryId::default()))
+    }
+
+    async fn begin(
+        &self,
+        q: &QueueKeys,
+        consumer: &str,
+        entry: &Entry,
+        token: Token,
+        lock_ttl: Duration,
+    ) -> Result<Begin, BackendError> {
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        if queue
+            .pending
+            .get(&entry.id)
+            .is_none_or(|(owner, _)| owner != consumer)
+        {
+            return Ok(Begin::Lost);
+        }
+        if queue
+            .marker(&entry.key, now)
+            .is_some_and(|latest| latest != entry.id)
+        {
+            queue.ack(entry.id);
+            return Ok(Begin::Superseded);
+        }
+        if queue
+            .locks
+            .get(&entry.key)
+            .is_some_and(|(_, until)| *until > now)
+        {
+            return Ok(Begin::Busy);
+        }
+        queue
+            .locks
+            .insert(entry.key.clone(), (token, now + lock_ttl));
+        if let Some((_, at)) = queue.pending.get_mut(&entry.id) {
+            *at = now;
+        }
+        Ok(Begin::Go)
+    }
+
+    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<(), BackendError> {
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        for id in ids {
+            queue.ack(*id);
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        q: &QueueKeys,
+        entry: &Entry,
+        value: Bytes,
+        ttl: Duration,
+        token: Token,
+    ) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        queue.ack(entry.id);
+        let latest = match queue.marker(&entry.key, now) {
+            None => {
+                queue.set_marker(&entry.key, entry.id, Some(now + MARKER_RETENTION), now);
+                true
+            }
+            Some(_) => queue.retire_marker(&entry.key, entry.id, now),
+        };
+        if latest {
+            self.put(&entry.key, value, Some(ttl));
+        }
+        queue.unlock(&entry.key, token);
+        Ok(())
+    }
+
+    async fn fail(&self, q: &QueueKeys, entry: &Entry, token: Token) -> Result<u32, BackendError> {
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        let attempts = queue.attempts.entry(entry.id).or_default();
+        *attempts += 1;
+        let attempts = *attempts;
+        queue.unlock(&entry.key, token);
+        Ok(attempts)
+    }
+
+    async fn bury(
+        &self,
+        q: &QueueKeys,
+        entry: &Entry,
+        failure: &Failure<'_>,
+        token: Token,
+    ) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        let id = queue.next_id();
+        queue.dead.insert(
+            id,
+            Dead {
+                id,
+                entry: entry.clone(),
+                error: failure.error.to_owned(),
+                attempts: failure.attempts,
+                failed_at_ms: failure.at_ms,
+            },
+        );
+        queue.ack(entry.id);
+        if queue.retire_marker(&entry.key, entry.id, now) {
+            self.remove(&entry.key);
+        }
+        queue.unlock(&entry.key, token);
+        Ok(())
+    }
+
+    async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError> {
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        Ok(Depth {
+            entries: queue.entries.len() as u64,
+            pending: queue.pending.len() as u64,
+            oldest: queue.entries.keys().next().copied(),
+            dead: queue.dead.len() as u64,
+        })
+    }
+
+    async fn dead_letters(&self, q: &QueueKeys, count: usize) -> Result<Vec<Dead>, BackendError> {
+        let mut queues = self.queues();
+        Ok(queues.queue(q).dead.values().take(count).cloned().collect())
+    }
+
+    async fn replay(&self, q: &QueueKeys, dead: &Dead) -> Result<Replayed, BackendError> {
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        let Some(letter) = queue.dead.get(&dead.id) else {
+            return Ok(Replayed::Missing);
+        };
+        let key = letter.entry.key.clone();
+        if queue
+            .marker(&key, now)
+            .is_some_and(|latest| latest != letter.entry.id)
+        {
+            return Ok(Replayed::Superseded);
+        }
+        let Some(letter) = queue.dead.remove(&dead.id) else {
+            return Ok(Replayed::Missing);
+        };
+        let value = letter.entry.value;
+        let id = queue.append(&key, letter.entry.args, value.clone(), now);
+        self.put(&key, value, None);
+        Ok(Replayed::Queued(id))
+    }
+
+    async fn discard(&self, q: &QueueKeys, dead: EntryId) -> Result<bool, BackendError> {
+        Ok(self.queues().queue(q).dead.remove(&dead).is_some())
+    }
+
+    async fn leave(&self, _: &QueueKeys, _: &str) -> Result<(), BackendError> {
+        // Consumers exist only as names on their pending entries.
+        Ok(())
+    }
+}

@@ -1,8 +1,0 @@
-use cache_runtime::cached;
-
-#[cached(strategy = "write_behind", key = "user:<id>")]
-async fn user(id: u64) -> u64 {
-    id
-}
-
-fn main() {}

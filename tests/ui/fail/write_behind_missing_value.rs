@@ -1,0 +1,9 @@
+use cache_runtime::cached;
+
+#[cached(strategy = "write_behind", key = "stock:<sku>", handle = STOCK)]
+async fn set_stock(sku: u64, qty: u32) -> Result<(), cache_runtime::Error> {
+    let _ = (sku, qty);
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,581 @@
+//! Write-behind on both backends, with flushers in this process: a write
+//! is cached at once and pinned until flushed; writes to one key coalesce
+//! and the last one wins, also against a retry of an older one and across
+//! flushers; a database that is down delays writes and never loses them;
+//! entries past their attempts are dead-lettered and can be replayed; a
+//! flusher that dies leaves its entries to another. Counts are exact; the
+//! waits are bounded polls. `tests/write_behind_processes.rs` does the
+//! same across OS processes, with SIGKILL.
+
+mod support;
+
+use cache_runtime::{cached, Cache, FlusherBuilder, MemoryStore, Replay};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::Shared;
+use tokio::sync::oneshot;
+
+#[derive(Debug)]
+enum StockError {
+    Db(&'static str),
+    Cache(cache_runtime::Error),
+}
+
+impl From<cache_runtime::Error> for StockError {
+    fn from(e: cache_runtime::Error) -> Self {
+        StockError::Cache(e)
+    }
+}
+
+impl fmt::Display for StockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StockError::Db(e) => f.write_str(e),
+            StockError::Cache(e) => write!(f, "cache: {e}"),
+        }
+    }
+}
+
+/// The database: stock per SKU, body runs, failures on demand, and a gate
+/// that holds the next write until released.
+#[derive(Default)]
+struct Db {
+    rows: Mutex<HashMap<String, u64>>,
+    runs: AtomicU64,
+    failures: AtomicU64,
+    down: AtomicBool,
+    /// Values whose write fails (a row the database refuses).
+    refused: Mutex<HashSet<u64>>,
+    gate: Mutex<Option<oneshot::Receiver<()>>>,
+    /// While set, writes never finish (a hung database, or a flusher
+    /// killed mid-write).
+    hang: AtomicBool,
+    /// How long each write takes, in milliseconds.
+    delay_ms: AtomicU64,
+    /// Writes running now per SKU, and the most ever seen at once.
+    running: Mutex<HashMap<String, u64>>,
+    most_at_once: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl Db {
+    async fn write(&self, sku: &str, qty: u64) -> Result<(), StockError> {
+        self.runs.fetch_add(1, SeqCst);
+        let now = {
+            let mut running = self.running.lock().unwrap();
+            let n = running.entry(sku.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        self.most_at_once.fetch_max(now, SeqCst);
+        let gate = self.gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        if self.hang.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        match self.delay_ms.load(SeqCst) {
+            0 => tokio::task::yield_now().await,
+            ms => tokio::time::sleep(Duration::from_millis(ms)).await,
+        }
+        *self.running.lock().unwrap().get_mut(sku).unwrap() -= 1;
+        if self.down.load(SeqCst) || self.refused.lock().unwrap().contains(&qty) {
+            self.failures.fetch_add(1, SeqCst);
+            return Err(StockError::Db("database down"));
+        }
+        self.rows.lock().unwrap().insert(sku.to_owned(), qty);
+        Ok(())
+    }
+
+    fn row(&self, sku: &str) -> Option<u64> {
+        self.rows.lock().unwrap().get(sku).copied()
+    }
+}
+
+struct Shop {
+    cache: Cache,
+    db: Arc<Db>,
+}
+
+impl Shop {
+    #[cached(
+        strategy = "write_behind",
+        key = "stock:<sku>",
+        value = qty,
+        ttl = 60,
+        cache = self.cache,
+        handle = STOCK
+    )]
+    async fn set_stock(&self, sku: &str, qty: u64) -> Result<(), StockError> {
+        self.db.write(sku, qty).await
+    }
+
+    #[cached(key = "stock:<sku>", ttl = 60, cache = self.cache)]
+    async fn stock(&self, sku: &str) -> Result<Option<u64>, StockError> {
+        self.db.reads.fetch_add(1, SeqCst);
+        Ok(self.db.row(sku))
+    }
+
+    /// An old build's signature of the queue `renamed`...
+    #[cached(strategy = "write_behind", key = "old:<sku>", value = qty, queue = "renamed", cache = self.cache, handle = OLD)]
+    async fn set_old(&self, sku: &str, qty: u64) -> Result<(), StockError> {
+        self.db.write(sku, qty).await
+    }
+
+    /// ... and the new one, which cannot decode the old arguments.
+    #[cached(strategy = "write_behind", key = "old:<sku>", value = qty, queue = "renamed", cache = self.cache, handle = NEW)]
+    async fn set_new(&self, sku: &str, qty: u64, note: String) -> Result<(), StockError> {
+        let _ = note;
+        self.db.write(sku, qty).await
+    }
+}
+
+async fn shop(backend: &Shared) -> Arc<Shop> {
+    Arc::new(Shop {
+        cache: backend.cache().await,
+        db: Arc::default(),
+    })
+}
+
+/// A flusher of `shop`'s stock with short waits, for tests.
+fn flusher(shop: &Arc<Shop>) -> FlusherBuilder<Shop, (String, u64)> {
+    Shop::STOCK
+        .flusher_for(Arc::clone(shop))
+        .poll(Duration::from_millis(10))
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// Waits until `done` holds, for at most 30 s.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the stock queue is empty (nothing queued, nothing pending).
+async fn drained(shop: &Shop) {
+    let queue = Shop::STOCK.queue_for(shop);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = queue.stats().await.unwrap();
+        if stats.depth == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "queue not drained: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_write_is_cached_at_once_pinned_and_flushed_later(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.set_stock("apple", 3).await.unwrap();
+    assert_eq!(shop.cache.stats().queued, 1, "acknowledged");
+    assert_eq!(shop.cache.get::<u64>("stock:apple").await, Some(3));
+    assert_eq!(
+        shop.cache.ttl("stock:apple").await,
+        None,
+        "no TTL while pending"
+    );
+    assert_eq!(
+        shop.stock("apple").await.unwrap(),
+        Some(3),
+        "readers see it"
+    );
+    assert_eq!(shop.db.reads.load(SeqCst), 0, "from the cache");
+    assert_eq!(shop.db.row("apple"), None, "not flushed yet");
+    let queue = Shop::STOCK.queue_for(&shop);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.pending, stats.dead_letters), (1, 0, 0));
+    assert!(stats.oldest_age.is_some());
+
+    let flusher = flusher(&shop).start();
+    until("the flush", || shop.db.row("apple") == Some(3)).await;
+    let report = flusher.stop().await;
+    assert_eq!((report.body_runs, report.flushed), (1, 1));
+    let ttl = shop
+        .cache
+        .ttl("stock:apple")
+        .await
+        .expect("a TTL once flushed");
+    assert!(ttl > Duration::from_secs(50) && ttl <= Duration::from_secs(60));
+    assert_eq!(shop.cache.get::<u64>("stock:apple").await, Some(3));
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.oldest_age), (0, None));
+}
+
+async fn writes_to_one_key_coalesce_and_the_last_wins(backend: &Shared) {
+    let shop = shop(backend).await;
+    for qty in 1..=50 {
+        shop.set_stock("apple", qty).await.unwrap();
+    }
+    for qty in 1..=10 {
+        shop.set_stock("pear", qty).await.unwrap();
+        shop.set_stock("plum", 100 + qty).await.unwrap();
+    }
+    // One batch holds all 70 writes: one body per key.
+    let report = flusher(&shop).batch(100).start().stop().await;
+    assert_eq!(
+        (report.body_runs, report.flushed, report.coalesced),
+        (3, 3, 67)
+    );
+    assert_eq!(shop.db.row("apple"), Some(50));
+    assert_eq!(shop.db.row("pear"), Some(10));
+    assert_eq!(shop.db.row("plum"), Some(110));
+    assert_eq!(shop.db.runs.load(SeqCst), 3);
+}
+
+/// `apple = 1` fails and waits for its retry; meanwhile `apple = 2` is
+/// written and flushed. The retry of 1 finds a newer write: it is
+/// acknowledged without running, and the database keeps 2.
+async fn a_newer_write_is_never_overwritten_by_an_older_retry(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.refused.lock().unwrap().insert(1);
+    let flusher = flusher(&shop)
+        .backoff(Duration::from_millis(300), Duration::from_secs(1))
+        .start();
+    shop.set_stock("apple", 1).await.unwrap();
+    until("the first write to fail", || {
+        shop.db.failures.load(SeqCst) == 1
+    })
+    .await;
+    shop.set_stock("apple", 2).await.unwrap();
+    until("the second write", || shop.db.row("apple") == Some(2)).await;
+    let report = flusher.stop().await;
+    assert_eq!(shop.db.row("apple"), Some(2));
+    assert_eq!(
+        (
+            report.body_runs,
+            report.failures,
+            report.flushed,
+            report.coalesced
+        ),
+        (2, 1, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(shop.cache.get::<u64>("stock:apple").await, Some(2));
+}
+
+/// Flusher A runs `apple = 1`, held at the gate; flusher B takes
+/// `apple = 2` meanwhile and must wait for A: a key's bodies never run at
+/// once, and the older one cannot land after the newer.
+async fn one_keys_bodies_never_run_at_once(backend: &Shared) {
+    let shop = shop(backend).await;
+    let (release, gate) = oneshot::channel();
+    *shop.db.gate.lock().unwrap() = Some(gate);
+    let a = flusher(&shop).start();
+    shop.set_stock("apple", 1).await.unwrap();
+    until("a to run the first write", || {
+        shop.db.runs.load(SeqCst) == 1
+    })
+    .await;
+    let b = flusher(&shop).start();
+    shop.set_stock("apple", 2).await.unwrap();
+    until("b to take the second write", || b.stats().taken >= 1).await;
+    release.send(()).unwrap();
+    until("the second write", || shop.db.row("apple") == Some(2)).await;
+    drained(&shop).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    assert_eq!(
+        shop.db.most_at_once.load(SeqCst),
+        1,
+        "one body per key at once"
+    );
+    assert_eq!(shop.db.row("apple"), Some(2));
+    assert_eq!(shop.db.runs.load(SeqCst), 2);
+    assert_eq!((a.flushed, b.flushed), (1, 1), "{a:?} {b:?}");
+}
+
+/// The database down for 1.5 s under 100 writes over 10 keys: every write
+/// is acknowledged, the flusher retries with backoff, and once the
+/// database is back every key holds its last write.
+async fn the_database_down_for_a_while_delays_writes_and_loses_none(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.down.store(true, SeqCst);
+    let flusher = flusher(&shop).max_attempts(1_000).start();
+    for round in 0..10u64 {
+        for key in 0..10u64 {
+            shop.set_stock(&format!("sku{key}"), round * 100 + key)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(shop.cache.stats().queued, 100, "all acknowledged");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let failures = shop.db.failures.load(SeqCst);
+    shop.db.down.store(false, SeqCst);
+    drained(&shop).await;
+    let report = flusher.stop().await;
+    for key in 0..10u64 {
+        assert_eq!(shop.db.row(&format!("sku{key}")), Some(900 + key));
+    }
+    assert_eq!((report.flushed, report.coalesced), (10, 90), "{report:?}");
+    assert_eq!(report.dead_lettered, 0);
+    // Retried, with backoff: at least two tries per key in 1.5 s, and far
+    // fewer than the ~150 per key a retry every poll (10 ms) would make.
+    assert!(
+        (20..=250).contains(&failures),
+        "{failures} failed attempts for 10 keys"
+    );
+}
+
+/// Five writes fail 3 attempts each and are dead-lettered, with their
+/// error, arguments and value; their cached values are deleted. Once the
+/// database is back they are replayed, but not the one whose key was
+/// written again since: replaying it would put the older value back.
+async fn writes_past_their_attempts_are_dead_lettered_and_replayed(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.down.store(true, SeqCst);
+    let flusher = flusher(&shop)
+        .max_attempts(3)
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .start();
+    for key in 0..5u64 {
+        shop.set_stock(&format!("sku{key}"), 10 + key)
+            .await
+            .unwrap();
+    }
+    let queue = Shop::STOCK.queue_for(&shop);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.stats().await.unwrap().dead_letters < 5 {
+        assert!(Instant::now() < deadline, "dead letters never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = flusher.stats();
+    assert_eq!((stats.body_runs, stats.dead_lettered), (15, 5), "{stats:?}");
+    assert_eq!(queue.stats().await.unwrap().depth, 0);
+    assert_eq!(
+        shop.cache.get::<u64>("stock:sku1").await,
+        None,
+        "the cache does not claim a write the database refused"
+    );
+    let letters = queue.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 5);
+    for letter in &letters {
+        let (sku, qty) = letter.args.clone().unwrap();
+        assert_eq!(letter.key(), format!("cache:v1:stock:{sku}"));
+        assert_eq!((letter.error(), letter.attempts()), ("database down", 3));
+        assert_eq!(letter.value::<u64>(), Some(qty));
+        assert!(letter.failed_at() >= letter.queued_at());
+    }
+
+    shop.db.down.store(false, SeqCst);
+    shop.set_stock("sku0", 99).await.unwrap();
+    until("the newer write", || shop.db.row("sku0") == Some(99)).await;
+    for letter in &letters {
+        let expected = if letter.key().ends_with(":sku0") {
+            Replay::Superseded // written since: replaying would undo it
+        } else {
+            Replay::Queued
+        };
+        assert_eq!(queue.replay(letter).await.unwrap(), expected, "{letter:?}");
+        if expected == Replay::Queued {
+            assert_eq!(queue.replay(letter).await.unwrap(), Replay::Missing);
+        }
+    }
+    drained(&shop).await;
+    let report = flusher.stop().await;
+    for key in 1..5u64 {
+        assert_eq!(shop.db.row(&format!("sku{key}")), Some(10 + key));
+        assert_eq!(
+            shop.cache.get::<u64>(&format!("stock:sku{key}")).await,
+            Some(10 + key)
+        );
+    }
+    assert_eq!(shop.db.row("sku0"), Some(99), "the replay did not undo it");
+    assert_eq!(report.flushed, 5);
+    assert_eq!(queue.stats().await.unwrap().dead_letters, 1);
+    let sku0 = letters.iter().find(|l| l.key().ends_with(":sku0")).unwrap();
+    assert!(queue.discard(sku0).await.unwrap());
+    assert!(!queue.discard(sku0).await.unwrap());
+    assert_eq!(queue.stats().await.unwrap().dead_letters, 0);
+}
+
+/// A flusher dropped mid-body (its task aborted, as a crash would) leaves
+/// its entries pending; another claims them once idle and flushes them.
+async fn a_flusher_that_dies_leaves_its_entries_to_another(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.hang.store(true, SeqCst);
+    let dying = flusher(&shop)
+        .body_timeout(Duration::from_millis(500))
+        .start();
+    for key in 0..3u64 {
+        shop.set_stock(&format!("sku{key}"), key).await.unwrap();
+    }
+    until("the dying flusher to run all", || {
+        dying.stats().body_runs == 3
+    })
+    .await;
+    drop(dying);
+    shop.db.hang.store(false, SeqCst);
+    let heir = flusher(&shop)
+        .claim_idle(Duration::from_millis(300))
+        .start();
+    drained(&shop).await;
+    let report = heir.stop().await;
+    for key in 0..3u64 {
+        assert_eq!(shop.db.row(&format!("sku{key}")), Some(key));
+    }
+    assert_eq!((report.claimed, report.flushed), (3, 3), "{report:?}");
+}
+
+/// A queue written by an old build whose arguments the new build cannot
+/// decode: dead-lettered at once, without running the body.
+async fn arguments_that_no_longer_decode_are_dead_lettered_at_once(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.set_old("apple", 3).await.unwrap();
+    let report = Shop::NEW
+        .flusher_for(Arc::clone(&shop))
+        .poll(Duration::from_millis(10))
+        .start()
+        .stop()
+        .await;
+    assert_eq!((report.body_runs, report.dead_lettered), (0, 1));
+    let letters = Shop::NEW.queue_for(&shop).dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].error().contains("do not decode"), "{letters:?}");
+    assert!(letters[0].args.is_none(), "not the new signature");
+    // The old build's view of the same queue decodes them.
+    let old = Shop::OLD.queue_for(&shop).dead_letters(10).await.unwrap();
+    assert_eq!(old[0].args, Some(("apple".to_string(), 3)));
+    // Both see one queue; nothing was flushed.
+    shop.set_new("apple", 4, "restock".into()).await.unwrap();
+    assert_eq!(shop.db.runs.load(SeqCst), 0);
+}
+
+/// 10 000 writes over 100 keys by 20 writers, 4 flushers, one dropped
+/// (aborted) mid-run and started again: every key ends with its last
+/// write, and the body ran at most once per write.
+async fn ten_thousand_writes_four_flushers_one_aborted(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.delay_ms.store(1, SeqCst);
+    let start = |shop: &Arc<Shop>| {
+        flusher(shop)
+            .batch(50)
+            .claim_idle(Duration::from_millis(500))
+            .body_timeout(Duration::from_millis(200))
+            .start()
+    };
+    let mut flushers: Vec<_> = (0..4).map(|_| start(&shop)).collect();
+    let writers: Vec<_> = (0..20u64)
+        .map(|w| {
+            let shop = Arc::clone(&shop);
+            tokio::spawn(async move {
+                // Writer w owns keys w, w+20, ...: its writes to a key are
+                // in order, and the last one is known.
+                let mut last = HashMap::new();
+                for i in 0..500u64 {
+                    let key = w + 20 * (i % 5);
+                    let qty = fastrand::u64(..);
+                    shop.set_stock(&format!("sku{key}"), qty).await.unwrap();
+                    last.insert(key, qty);
+                }
+                last
+            })
+        })
+        .collect();
+    until("the first flusher to be busy", || {
+        flushers[0].stats().taken >= 50
+    })
+    .await;
+    drop(flushers.remove(0));
+    flushers.push(start(&shop));
+    let mut last = HashMap::new();
+    for writer in writers {
+        last.extend(writer.await.unwrap());
+    }
+    assert_eq!(last.len(), 100);
+    drained(&shop).await;
+    let mut reports = Vec::new();
+    for f in flushers {
+        reports.push(f.stop().await);
+    }
+    for (key, qty) in &last {
+        assert_eq!(shop.db.row(&format!("sku{key}")), Some(*qty), "sku{key}");
+    }
+    let runs = shop.db.runs.load(SeqCst);
+    assert!(runs <= 10_000, "{runs} body runs for 10 000 writes");
+    assert_eq!(shop.cache.stats().queued, 10_000);
+    println!(
+        "10 000 writes, {runs} body runs ({:.1} writes per run), flushers: {reports:?}",
+        10_000.0 / runs as f64
+    );
+}
+
+on_shared_backends!(
+    a_write_is_cached_at_once_pinned_and_flushed_later,
+    writes_to_one_key_coalesce_and_the_last_wins,
+    a_newer_write_is_never_overwritten_by_an_older_retry,
+    one_keys_bodies_never_run_at_once,
+    the_database_down_for_a_while_delays_writes_and_loses_none,
+    writes_past_their_attempts_are_dead_lettered_and_replayed,
+    a_flusher_that_dies_leaves_its_entries_to_another,
+    arguments_that_no_longer_decode_are_dead_lettered_at_once,
+    ten_thousand_writes_four_flushers_one_aborted,
+);
+
+/// On the in-memory backend a pending write's value is pinned: a full
+/// store evicts other entries, never it. Once flushed it is evictable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_values_are_never_evicted_from_memory() {
+    let store = MemoryStore::new(10);
+    let shop = Arc::new(Shop {
+        cache: Cache::builder().memory_store(&store),
+        db: Arc::default(),
+    });
+    for key in 0..20u64 {
+        shop.set_stock(&format!("sku{key}"), key).await.unwrap();
+    }
+    for other in 0..100u64 {
+        shop.cache
+            .set(&format!("other{other}"), &other, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    for key in 0..20u64 {
+        assert_eq!(
+            shop.cache.get::<u64>(&format!("stock:sku{key}")).await,
+            Some(key),
+            "pending sku{key} was evicted"
+        );
+    }
+    flusher(&shop).start().stop().await;
+    for other in 0..100u64 {
+        shop.cache
+            .set(&format!("other{other}"), &other, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let mut kept = 0;
+    for key in 0..20u64 {
+        kept += usize::from(
+            shop.cache
+                .get::<u64>(&format!("stock:sku{key}"))
+                .await
+                .is_some(),
+        );
+    }
+    assert!(
+        kept <= 10,
+        "flushed values are evictable again: {kept} kept"
+    );
+}
+
+/// Redis down: the write is not acknowledged, and the caller is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_redis_cannot_take_returns_the_error() {
+    let mut server = support::RedisServer::start();
+    let shop = Arc::new(Shop {
+        cache: support::redis(&server).await,
+        db: Arc::default(),
+    });
+    server.kill();
+    let result = shop.set_stock("apple", 3).await;
+    assert!(matches!(result, Err(StockError::Cache(_))), "{result:?}");
+    assert_eq!(shop.cache.stats().queued, 0);
+}
