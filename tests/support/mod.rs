@@ -4,6 +4,7 @@
 
 mod redis_server;
 pub mod stampede;
+pub mod stock;
 
 pub use redis_server::RedisServer;
 
