@@ -291,33 +291,43 @@ async fn one_keys_bodies_never_run_at_once(backend: &Shared) {
     assert_eq!((a.flushed, b.flushed), (1, 1), "{a:?} {b:?}");
 }
 
-/// The database down for 1.5 s under 100 writes over 10 keys: every write
-/// is acknowledged, the flusher retries with backoff, and once the
+/// The database down while 1 500 writes come in over 1.5 s (10 keys,
+/// each written every 10 ms), 2 flushers: every write is acknowledged;
+/// each key is retried with backoff, its newer writes waiting for it
+/// rather than each trying at once, on either flusher; and once the
 /// database is back every key holds its last write.
 async fn the_database_down_for_a_while_delays_writes_and_loses_none(backend: &Shared) {
     let shop = shop(backend).await;
     shop.db.down.store(true, SeqCst);
-    let flusher = flusher(&shop).max_attempts(1_000).start();
-    for round in 0..10u64 {
+    let flushers = [
+        flusher(&shop).max_attempts(1_000).start(),
+        flusher(&shop).max_attempts(1_000).start(),
+    ];
+    for round in 0..150u64 {
         for key in 0..10u64 {
             shop.set_stock(&format!("sku{key}"), round * 100 + key)
                 .await
                 .unwrap();
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(shop.cache.stats().queued, 100, "all acknowledged");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(shop.cache.stats().queued, 1_500, "all acknowledged");
     let failures = shop.db.failures.load(SeqCst);
     shop.db.down.store(false, SeqCst);
     drained(&shop).await;
-    let report = flusher.stop().await;
-    for key in 0..10u64 {
-        assert_eq!(shop.db.row(&format!("sku{key}")), Some(900 + key));
+    let (mut flushed, mut coalesced) = (0, 0);
+    for f in flushers {
+        let report = f.stop().await;
+        assert_eq!(report.dead_lettered, 0);
+        (flushed, coalesced) = (flushed + report.flushed, coalesced + report.coalesced);
     }
-    assert_eq!((report.flushed, report.coalesced), (10, 90), "{report:?}");
-    assert_eq!(report.dead_lettered, 0);
-    // Retried, with backoff: at least two tries per key in 1.5 s, and far
-    // fewer than the ~150 per key a retry every poll (10 ms) would make.
+    for key in 0..10u64 {
+        assert_eq!(shop.db.row(&format!("sku{key}")), Some(14_900 + key));
+    }
+    assert_eq!((flushed, coalesced), (10, 1_490));
+    // Retried, with backoff per key (20 ms doubling to 200 ms): at least
+    // twice per key, and at most ~17 per key in 1.5 s; a try per new write
+    // would make up to 150 per key.
     assert!(
         (20..=250).contains(&failures),
         "{failures} failed attempts for 10 keys"

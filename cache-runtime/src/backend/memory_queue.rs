@@ -277,13 +277,23 @@ impl QueueBackend for MemoryBackend {
         Ok(())
     }
 
-    async fn fail(&self, q: &QueueKeys, entry: &Entry, token: Token) -> Result<u32, BackendError> {
+    async fn fail(
+        &self,
+        q: &QueueKeys,
+        entry: &Entry,
+        token: Token,
+        hold: Duration,
+    ) -> Result<u32, BackendError> {
         let mut queues = self.queues();
         let queue = queues.queue(q);
         let attempts = queue.attempts.entry(entry.id).or_default();
         *attempts += 1;
         let attempts = *attempts;
-        queue.unlock(&entry.key, token);
+        if let Some((held, until)) = queue.locks.get_mut(&entry.key) {
+            if *held == token {
+                *until = Instant::now() + hold;
+            }
+        }
         Ok(attempts)
     }
 

@@ -209,9 +209,16 @@ pub(crate) trait QueueBackend: Send + Sync {
         ttl: Duration,
         token: Token,
     ) -> Result<(), BackendError>;
-    /// After the body failed: counts the attempt, releases the flush lock,
-    /// and returns the attempts so far.
-    async fn fail(&self, q: &QueueKeys, entry: &Entry, token: Token) -> Result<u32, BackendError>;
+    /// After the body failed: counts the attempt, keeps the key's flush
+    /// lock for `hold` more (the key's backoff: no flusher tries its writes
+    /// meanwhile), and returns the attempts so far.
+    async fn fail(
+        &self,
+        q: &QueueKeys,
+        entry: &Entry,
+        token: Token,
+        hold: Duration,
+    ) -> Result<u32, BackendError>;
     /// Moves the entry to the dead letters with `error`; if it is its key's
     /// latest write, deletes the key's value (the database does not have
     /// it) and keeps the marker for [`MARKER_RETENTION`]; releases the lock.
@@ -305,8 +312,14 @@ impl QueueBackend for Store {
     ) -> Result<(), BackendError> {
         dispatch!(self, b => b.commit(q, entry, value, ttl, token).await)
     }
-    async fn fail(&self, q: &QueueKeys, entry: &Entry, token: Token) -> Result<u32, BackendError> {
-        dispatch!(self, b => b.fail(q, entry, token).await)
+    async fn fail(
+        &self,
+        q: &QueueKeys,
+        entry: &Entry,
+        token: Token,
+        hold: Duration,
+    ) -> Result<u32, BackendError> {
+        dispatch!(self, b => b.fail(q, entry, token, hold).await)
     }
     async fn bury(
         &self,

@@ -66,9 +66,10 @@ end
 if redis.call('GET', KEYS[6]) == ARGV[5] then redis.call('DEL', KEYS[6]) end
 return 1";
 
-/// KEYS: attempts, lock. ARGV: id, token. Returns the attempts so far.
+/// KEYS: attempts, lock. ARGV: id, token, hold (ms). Returns the attempts
+/// so far.
 const FAIL_LUA: &str = r"local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
 return n";
 
 /// KEYS: stream, attempts, dead, value, marker, lock. ARGV: group, id, key,
@@ -446,13 +447,20 @@ impl QueueBackend for RedisBackend {
         self.invoke(invocation).await
     }
 
-    async fn fail(&self, q: &QueueKeys, entry: &Entry, token: Token) -> Result<u32, BackendError> {
+    async fn fail(
+        &self,
+        q: &QueueKeys,
+        entry: &Entry,
+        token: Token,
+        hold: Duration,
+    ) -> Result<u32, BackendError> {
         let mut invocation = FAIL.prepare_invoke();
         invocation
             .key(&q.attempts)
             .key(lock_key(&entry.key))
             .arg(entry.id.to_string())
-            .arg(token.0);
+            .arg(token.0)
+            .arg(millis(hold));
         let attempts: u64 = self.invoke(invocation).await?;
         Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
     }

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -208,6 +208,7 @@ where
             config: self.config,
             consumer: consumer.clone(),
             counters: Arc::clone(&counters),
+            backoffs: Mutex::default(),
             args: PhantomData,
         };
         let task = tokio::spawn(Arc::new(run).main(stopping));
@@ -370,7 +371,17 @@ struct Run<O: 'static, A: 'static> {
     config: Config,
     consumer: String,
     counters: Arc<Counters>,
+    /// Keys whose body failed, and when their writes may be tried again.
+    backoffs: Mutex<HashMap<String, KeyBackoff>>,
     args: PhantomData<fn() -> A>,
+}
+
+/// A key whose body failed: its writes, the newest included, wait until
+/// `due`. A database that fails sees one try per key per backoff, not one
+/// per write.
+struct KeyBackoff {
+    failures: u32,
+    due: Instant,
 }
 
 impl<O, A> Run<O, A>
@@ -536,7 +547,12 @@ where
             }
         }
         let mut tasks = JoinSet::new();
+        let now = Instant::now();
         for entry in latest.into_values() {
+            if let Some(due) = self.backed_off(&entry.key, now) {
+                outcomes.push((entry.id, Tried::Later(due)));
+                continue;
+            }
             let run = Arc::clone(&self);
             tasks.spawn(async move {
                 let id = entry.id;
@@ -591,11 +607,10 @@ where
             Err(error) => error,
         };
         add(&self.counters.failures, 1);
-        match self
-            .call(self.cache.backend().fail(&self.keys, &entry, token))
-            .await
-        {
-            Err(_) => Tried::Later(Instant::now() + self.config.backoff),
+        let (due, hold) = self.back_off(&entry.key);
+        let fail = self.cache.backend().fail(&self.keys, &entry, token, hold);
+        match self.call(fail).await {
+            Err(_) => Tried::Later(due),
             Ok(attempts) if attempts >= self.config.max_attempts => {
                 self.bury(&entry, &failed, attempts, token).await
             }
@@ -607,8 +622,7 @@ where
                     error = failed,
                     "write-behind body failed; retrying"
                 );
-                let wait = backoff(attempts, self.config.backoff, self.config.max_backoff);
-                Tried::Later(Instant::now() + wait)
+                Tried::Later(due)
             }
         }
     }
@@ -645,6 +659,7 @@ where
         match self.call(commit).await {
             Ok(()) => {
                 add(&self.counters.flushed, 1);
+                self.backoffs().remove(&entry.key);
                 Tried::Done
             }
             // The database has the write, the queue does not know: the
@@ -674,10 +689,37 @@ where
         match self.call(bury).await {
             Ok(()) => {
                 add(&self.counters.dead_lettered, 1);
+                self.backoffs().remove(&entry.key);
                 Tried::Done
             }
             Err(_) => Tried::Later(Instant::now() + self.config.backoff),
         }
+    }
+
+    fn backoffs(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyBackoff>> {
+        self.backoffs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When `key`'s writes may be tried again, if not now.
+    fn backed_off(&self, key: &str, now: Instant) -> Option<Instant> {
+        self.backoffs()
+            .get(key)
+            .map(|b| b.due)
+            .filter(|due| *due > now)
+    }
+
+    /// Records a failed body of `key`: the key waits the backoff of its
+    /// failures in a row (across its entries, so that newer writes of a
+    /// failing key do not try at once); when, and for how long.
+    fn back_off(&self, key: &str) -> (Instant, Duration) {
+        let mut backoffs = self.backoffs();
+        let failures = backoffs.get(key).map_or(0, |b| b.failures) + 1;
+        let wait = backoff(failures, self.config.backoff, self.config.max_backoff);
+        let due = Instant::now() + wait;
+        backoffs.insert(key.to_owned(), KeyBackoff { failures, due });
+        (due, wait)
     }
 
     /// A backend call behind the cache's breaker; a failure is logged and
