@@ -21,6 +21,7 @@ use std::alloc::System;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::writes::Writes;
 use support::{Client, Ours, Profile, RedisServer, WARM};
 
 #[global_allocator]
@@ -130,7 +131,8 @@ struct Row {
     ours: String,
     theirs_name: &'static str,
     theirs: String,
-    ratio: f64,
+    /// Ours over theirs; `None` for a figure reported alone.
+    ratio: Option<f64>,
     goal: &'static str,
 }
 
@@ -156,7 +158,7 @@ fn timed_row(
         ours: time(ours),
         theirs_name,
         theirs: time(theirs),
-        ratio: ours.per_op.as_secs_f64() / theirs.per_op.as_secs_f64(),
+        ratio: Some(ours.per_op.as_secs_f64() / theirs.per_op.as_secs_f64()),
         goal,
     }
 }
@@ -172,7 +174,7 @@ fn throughput_row(
         ours: format!("{:.0} ops/s", ops.0),
         theirs_name,
         theirs: format!("{:.0} ops/s", ops.1),
-        ratio: ops.0 / ops.1,
+        ratio: Some(ops.0 / ops.1),
         goal,
     }
 }
@@ -240,6 +242,100 @@ fn redis_rows(server: &RedisServer, rows: &mut Vec<Row>) {
     });
 }
 
+/// Writes per second that one flusher takes off a queue of `writes`
+/// writes over `keys` keys, queued before it starts; and its body runs.
+async fn flush_rate(writes: &Arc<Writes>, count: u64, keys: u64) -> (f64, u64) {
+    let base = fastrand::u64(1 << 40..1 << 50);
+    for i in 0..count {
+        writes.write_behind(base + i % keys).await.expect("queued");
+    }
+    let start = Instant::now();
+    let report = Writes::BEHIND
+        .flusher_for(Arc::clone(writes))
+        .batch(100)
+        .start()
+        .stop()
+        .await;
+    (
+        count as f64 / start.elapsed().as_secs_f64(),
+        report.body_runs,
+    )
+}
+
+fn flush_row(name: &'static str, (rate, runs): (f64, u64), count: u64) -> Row {
+    Row {
+        name,
+        ours: format!("{rate:.0} writes/s"),
+        theirs_name: "",
+        theirs: format!("{runs} body runs for {count} writes"),
+        ratio: None,
+        goal: "report",
+    }
+}
+
+/// The cache's part of a write with each strategy (the body writes
+/// nothing), against the cache write people add by hand; and how fast a
+/// flusher drains a write-behind queue.
+fn write_rows(server: &RedisServer, rows: &mut Vec<Row>) {
+    support::runtime(2).block_on(async {
+        let cache = Cache::builder()
+            .redis(&server.url())
+            .await
+            .expect("connect");
+        let writes = Writes::new(cache, Some(&server.url())).await;
+        let sides = compare(
+            3_000,
+            async |i| drop(writes.write_through(i % WARM).await),
+            async |i| writes.hand_set(i % WARM).await,
+        )
+        .await;
+        rows.push(timed_row(
+            "Redis write_through store",
+            "hand-written SET",
+            "report",
+            sides,
+        ));
+        let sides = compare(
+            3_000,
+            async |i| drop(writes.invalidate(i % WARM).await),
+            async |i| writes.hand_del(i % WARM).await,
+        )
+        .await;
+        rows.push(timed_row(
+            "Redis #[invalidates]",
+            "hand-written DEL",
+            "report",
+            sides,
+        ));
+        let sides = compare(
+            3_000,
+            async |i| drop(writes.write_behind(i % WARM).await),
+            async |i| writes.hand_set(i % WARM).await,
+        )
+        .await;
+        rows.push(timed_row(
+            "Redis write_behind call",
+            "hand-written SET",
+            "report",
+            sides,
+        ));
+        // Drain what the calls above queued before timing flushes.
+        Writes::BEHIND
+            .flusher_for(Arc::clone(&writes))
+            .start()
+            .stop()
+            .await;
+        let rate = flush_rate(&writes, 20_000, 20_000).await;
+        rows.push(flush_row(
+            "Redis flush, 1 flusher, distinct keys",
+            rate,
+            20_000,
+        ));
+        let rate = flush_rate(&writes, 20_000, 100).await;
+        rows.push(flush_row("Redis flush, 1 flusher, 100 keys", rate, 20_000));
+    });
+}
+
 fn memory_rows(rows: &mut Vec<Row>) {
     support::runtime(1).block_on(async {
         let ours = Ours {
@@ -257,6 +353,13 @@ fn memory_rows(rows: &mut Vec<Row>) {
         )
         .await;
         rows.push(timed_row("Memory hit", "moka get", "<= 2.00", sides));
+        let writes = Writes::new(Cache::memory(), None).await;
+        let rate = flush_rate(&writes, 20_000, 20_000).await;
+        rows.push(flush_row(
+            "Memory flush, 1 flusher, distinct keys",
+            rate,
+            20_000,
+        ));
     });
 }
 
@@ -298,6 +401,7 @@ fn main() {
         Some(server) => {
             println!("redis: started redis-server on 127.0.0.1:{}", server.port());
             redis_rows(&server, &mut rows);
+            write_rows(&server, &mut rows);
             if let Some(line) = support::redis_benchmark(&server) {
                 println!("redis-benchmark -c 50 -t get on the same server: {line}");
             }
@@ -314,9 +418,12 @@ fn main() {
     println!("| benchmark | ours | compared with | theirs | ours / theirs | goal |");
     println!("|---|---|---|---|---|---|");
     for r in &rows {
+        let ratio = r
+            .ratio
+            .map_or_else(String::new, |ratio| format!("{ratio:.2}"));
         println!(
-            "| {} | {} | {} | {} | {:.2} | {} |",
-            r.name, r.ours, r.theirs_name, r.theirs, r.ratio, r.goal
+            "| {} | {} | {} | {} | {ratio} | {} |",
+            r.name, r.ours, r.theirs_name, r.theirs, r.goal
         );
     }
     println!();

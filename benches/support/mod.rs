@@ -10,6 +10,8 @@ mod redis_server;
 
 pub use redis_server::RedisServer;
 
+pub mod writes;
+
 use cache_runtime::{cached, Cache};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
