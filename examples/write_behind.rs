@@ -70,6 +70,7 @@ impl Inventory {
         key = "inventory:<sku>",
         value = qty,
         ttl = "10m",
+        queue = "inventory",
         cache = self.cache,
         handle = INVENTORY
     )]

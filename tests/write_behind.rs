@@ -49,6 +49,9 @@ struct Db {
     down: AtomicBool,
     /// Values whose write fails (a row the database refuses).
     refused: Mutex<HashSet<u64>>,
+    /// Values whose write blocks its thread for 600 ms (a synchronous
+    /// client called from async code).
+    blocking: Mutex<HashSet<u64>>,
     gate: Mutex<Option<oneshot::Receiver<()>>>,
     /// While set, writes never finish (a hung database, or a flusher
     /// killed mid-write).
@@ -58,6 +61,8 @@ struct Db {
     /// Writes running now per SKU, and the most ever seen at once.
     running: Mutex<HashMap<String, u64>>,
     most_at_once: AtomicU64,
+    /// Writes that returned, succeeded or not.
+    returned: AtomicU64,
     reads: AtomicU64,
 }
 
@@ -82,13 +87,19 @@ impl Db {
             0 => tokio::task::yield_now().await,
             ms => tokio::time::sleep(Duration::from_millis(ms)).await,
         }
-        *self.running.lock().unwrap().get_mut(sku).unwrap() -= 1;
-        if self.down.load(SeqCst) || self.refused.lock().unwrap().contains(&qty) {
-            self.failures.fetch_add(1, SeqCst);
-            return Err(StockError::Db("database down"));
+        if self.blocking.lock().unwrap().contains(&qty) {
+            std::thread::sleep(Duration::from_millis(600));
         }
-        self.rows.lock().unwrap().insert(sku.to_owned(), qty);
-        Ok(())
+        *self.running.lock().unwrap().get_mut(sku).unwrap() -= 1;
+        let written = if self.down.load(SeqCst) || self.refused.lock().unwrap().contains(&qty) {
+            self.failures.fetch_add(1, SeqCst);
+            Err(StockError::Db("database down"))
+        } else {
+            self.rows.lock().unwrap().insert(sku.to_owned(), qty);
+            Ok(())
+        };
+        self.returned.fetch_add(1, SeqCst);
+        written
     }
 
     fn row(&self, sku: &str) -> Option<u64> {
@@ -107,6 +118,7 @@ impl Shop {
         key = "stock:<sku>",
         value = qty,
         ttl = 60,
+        queue = "stock",
         cache = self.cache,
         handle = STOCK
     )]
@@ -291,6 +303,55 @@ async fn one_keys_bodies_never_run_at_once(backend: &Shared) {
     assert_eq!((a.flushed, b.flushed), (1, 1), "{a:?} {b:?}");
 }
 
+/// `apple = 1`'s body blocks its thread past its timeout: it cannot be
+/// cancelled, so its key stays locked until it returns, and `apple = 2`,
+/// queued meanwhile, runs after it: the database ends with 2.
+async fn a_body_stuck_past_its_timeout_keeps_its_key_locked(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.blocking.lock().unwrap().insert(1);
+    let flusher = flusher(&shop)
+        .body_timeout(Duration::from_millis(100))
+        .start();
+    shop.set_stock("apple", 1).await.unwrap();
+    until("the first write to run", || shop.db.runs.load(SeqCst) == 1).await;
+    shop.set_stock("apple", 2).await.unwrap();
+    until("the second write", || shop.db.row("apple") == Some(2)).await;
+    drained(&shop).await;
+    let report = flusher.stop().await;
+    until("every write to return", || {
+        shop.db.returned.load(SeqCst) == shop.db.runs.load(SeqCst)
+    })
+    .await;
+    assert_eq!(shop.db.row("apple"), Some(2), "the older write landed last");
+    assert_eq!(shop.db.most_at_once.load(SeqCst), 1);
+    assert_eq!((report.failures, report.flushed), (1, 1), "{report:?}");
+}
+
+/// During an outage a flusher takes no more than a batch (entries waiting
+/// out their backoff count), so another flusher started meanwhile finds
+/// work rather than an empty queue.
+async fn a_flusher_holds_at_most_a_batch_during_an_outage(backend: &Shared) {
+    let shop = shop(backend).await;
+    shop.db.down.store(true, SeqCst);
+    let a = flusher(&shop).batch(10).start();
+    for key in 0..200u64 {
+        shop.set_stock(&format!("sku{key}"), key).await.unwrap();
+    }
+    until("the first flusher to fail a batch", || {
+        shop.db.failures.load(SeqCst) >= 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = Shop::STOCK.queue_for(&shop).stats().await.unwrap();
+    assert_eq!((stats.depth, stats.pending), (200, 10), "{stats:?}");
+    let b = flusher(&shop).batch(10).start();
+    shop.db.down.store(false, SeqCst);
+    drained(&shop).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    assert_eq!(a.flushed + b.flushed, 200);
+    assert!(b.flushed >= 10, "the second flusher found work: {b:?}");
+}
+
 /// The database down while 1 500 writes come in over 1.5 s (10 keys,
 /// each written every 10 ms), 2 flushers: every write is acknowledged;
 /// each key is retried with backoff, its newer writes waiting for it
@@ -435,27 +496,53 @@ async fn a_flusher_that_dies_leaves_its_entries_to_another(backend: &Shared) {
 }
 
 /// A queue written by an old build whose arguments the new build cannot
-/// decode: dead-lettered at once, without running the body.
-async fn arguments_that_no_longer_decode_are_dead_lettered_at_once(backend: &Shared) {
+/// decode (a rolling deploy that changed the function's arguments): the
+/// new build's flushers leave such entries for the old build's, which
+/// flush them; with no old flusher left, they are dead-lettered after
+/// their attempts, the body never run with garbled arguments.
+async fn arguments_another_build_queued_wait_for_it_then_are_dead_lettered(backend: &Shared) {
     let shop = shop(backend).await;
+    fn configure<A>(b: FlusherBuilder<Shop, A>) -> FlusherBuilder<Shop, A>
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+    {
+        b.poll(Duration::from_millis(10))
+            .claim_idle(Duration::from_millis(100))
+    }
     shop.set_old("apple", 3).await.unwrap();
-    let report = Shop::NEW
-        .flusher_for(Arc::clone(&shop))
-        .poll(Duration::from_millis(10))
-        .start()
-        .stop()
-        .await;
-    assert_eq!((report.body_runs, report.dead_lettered), (0, 1));
-    let letters = Shop::NEW.queue_for(&shop).dead_letters(10).await.unwrap();
+    let new = configure(Shop::NEW.flusher_for(Arc::clone(&shop)).max_attempts(30)).start();
+    let old = configure(Shop::OLD.flusher_for(Arc::clone(&shop))).start();
+    until("the old build to flush it", || {
+        shop.db.row("apple") == Some(3)
+    })
+    .await;
+    let (new, old) = (new.stop().await, old.stop().await);
+    assert_eq!((new.body_runs, new.dead_lettered), (0, 0), "{new:?}");
+    assert_eq!(old.flushed, 1);
+
+    shop.set_old("pear", 4).await.unwrap();
+    let new = configure(Shop::NEW.flusher_for(Arc::clone(&shop)).max_attempts(2)).start();
+    let queue = Shop::NEW.queue_for(&shop);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.stats().await.unwrap().dead_letters == 0 {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = new.stop().await;
+    assert_eq!(
+        (report.body_runs, report.dead_lettered),
+        (0, 1),
+        "{report:?}"
+    );
+    let letters = queue.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert!(letters[0].error().contains("do not decode"), "{letters:?}");
-    assert!(letters[0].args.is_none(), "not the new signature");
+    assert_eq!(letters[0].attempts(), 2);
+    assert!(letters[0].args.is_none(), "not the new arguments");
     // The old build's view of the same queue decodes them.
     let old = Shop::OLD.queue_for(&shop).dead_letters(10).await.unwrap();
-    assert_eq!(old[0].args, Some(("apple".to_string(), 3)));
-    // Both see one queue; nothing was flushed.
-    shop.set_new("apple", 4, "restock".into()).await.unwrap();
-    assert_eq!(shop.db.runs.load(SeqCst), 0);
+    assert_eq!(old[0].args, Some(("pear".to_string(), 4)));
+    assert_eq!(shop.db.row("pear"), None);
 }
 
 /// 10 000 writes over 100 keys by 20 writers, 4 flushers, one dropped
@@ -522,10 +609,12 @@ on_shared_backends!(
     writes_to_one_key_coalesce_and_the_last_wins,
     a_newer_write_is_never_overwritten_by_an_older_retry,
     one_keys_bodies_never_run_at_once,
+    a_body_stuck_past_its_timeout_keeps_its_key_locked,
+    a_flusher_holds_at_most_a_batch_during_an_outage,
     the_database_down_for_a_while_delays_writes_and_loses_none,
     writes_past_their_attempts_are_dead_lettered_and_replayed,
     a_flusher_that_dies_leaves_its_entries_to_another,
-    arguments_that_no_longer_decode_are_dead_lettered_at_once,
+    arguments_another_build_queued_wait_for_it_then_are_dead_lettered,
     ten_thousand_writes_four_flushers_one_aborted,
 );
 
@@ -574,6 +663,55 @@ async fn pending_values_are_never_evicted_from_memory() {
         kept <= 10,
         "flushed values are evictable again: {kept} kept"
     );
+}
+
+/// A flusher that died (dropped) leaves its name in the consumer group;
+/// a live flusher removes it once it holds nothing and has been idle for
+/// twice `claim_idle`. (An idle live one holding nothing may go too: Redis
+/// adds it back when it next takes an entry.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_flushers_leave_the_consumer_group() {
+    let server = support::RedisServer::start();
+    let shop = Arc::new(Shop {
+        cache: support::redis(&server).await,
+        db: Arc::default(),
+    });
+    let consumers = || -> Vec<String> {
+        let groups: Vec<Vec<redis::Value>> = server.query(
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg("cache:wb:{stock}")
+                .arg("flushers"),
+        );
+        groups
+            .into_iter()
+            .map(|c| match &c[1] {
+                redis::Value::BulkString(name) => String::from_utf8_lossy(name).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    // A consumer exists once it has taken an entry.
+    let ghost = flusher(&shop).consumer("ghost").start();
+    shop.set_stock("apple", 1).await.unwrap();
+    until("the ghost to flush", || shop.db.row("apple") == Some(1)).await;
+    assert_eq!(consumers(), ["ghost"]);
+    drop(ghost);
+    let live = flusher(&shop)
+        .consumer("live")
+        .claim_idle(Duration::from_millis(50))
+        .start();
+    shop.set_stock("pear", 2).await.unwrap();
+    until("the ghost to be removed", || {
+        !consumers().contains(&"ghost".to_string())
+    })
+    .await;
+    shop.set_stock("plum", 3).await.unwrap();
+    until("the live flusher to flush", || {
+        shop.db.row("plum") == Some(3)
+    })
+    .await;
+    drop(live);
 }
 
 /// Redis down: the write is not acknowledged, and the caller is told.

@@ -59,6 +59,7 @@ impl Writes {
         key = "wb:<id>",
         value = Profile::sample(id),
         ttl = 3600,
+        queue = "bench",
         cache = self.cache,
         handle = BEHIND
     )]

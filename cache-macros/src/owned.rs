@@ -146,6 +146,17 @@ pub(crate) fn owned_body(
     }
 }
 
+/// `block` with `self` renamed to `to` (see [`RenameSelf`]).
+pub(crate) fn rename_self(block: &Block, to: &Ident) -> Block {
+    let mut block = block.clone();
+    RenameSelf {
+        to: to.clone(),
+        renamed: 0,
+    }
+    .visit_block_mut(&mut block);
+    block
+}
+
 /// Renames `self` in expressions, and in the arguments of macros (which
 /// syn does not parse), but not in nested items nor `use` trees.
 struct RenameSelf {

@@ -16,7 +16,7 @@
 use crate::args::CachedArgs;
 use crate::errors::Errors;
 use crate::expand::{cache_ref, internal, respan, template_key};
-use crate::owned::replace_self;
+use crate::owned::{rename_self, replace_self};
 use crate::signature::{shape_of, FnInfo, Receiver, Shape};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -70,6 +70,13 @@ pub(crate) fn expand(
     let fn_name = sig.ident.to_string();
     let queue_name = match &args.queue {
         Some(lit) => quote!(#lit),
+        None if method => {
+            errors.push(
+                handle.span(),
+                "a write-behind method needs `queue = \"name\"`: its default name, the module's path and the method's, would be shared by methods of one name on other types",
+            );
+            return (quote!(), quote!());
+        }
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
     let mut spec = quote! {
@@ -140,7 +147,7 @@ pub(crate) fn expand(
     let mut block = func.block.to_token_stream();
     if method {
         handle_cache = replace_self(handle_cache, &owner).0;
-        block = replace_self(block, &owner).0;
+        block = rename_self(&func.block, &owner).to_token_stream();
     }
     let self_ref = method.then(|| quote!(let #owner: &Self = &*#owner;));
     let ret_ty = ret.map_or_else(|| quote!(()), |ty| quote!(#ty));
@@ -228,11 +235,16 @@ fn queued_params(info: &FnInfo, errors: &mut Errors) -> Vec<Queued> {
                     errors.push(ty_span, format!("a write-behind function names the type of `{name}` to decode it in the flusher: `impl Trait` has none"));
                     continue;
                 }
+                let binding = if param.mutable {
+                    quote!(mut #name)
+                } else {
+                    quote!(#name)
+                };
                 (
                     owned_form(referent),
                     quote_spanned!(ty_span=>
-                        #[allow(unused_variables)]
-                        let #name: &#referent = ::core::borrow::Borrow::borrow(&#name);
+                        #[allow(unused_variables, unused_mut)]
+                        let #binding: &#referent = ::core::borrow::Borrow::borrow(&#name);
                     ),
                     quote_spanned!(ty_span=> .arg_ref::<#referent>(#name)),
                 )
@@ -258,12 +270,13 @@ fn queued_params(info: &FnInfo, errors: &mut Errors) -> Vec<Queued> {
     out
 }
 
-/// The owned form a borrowed argument `&T` is decoded as: `T::Owned`,
-/// written out so that the handle's type holds no projection that could
-/// fail a second time when `T` cannot be queued (the call path reports it,
-/// once, on the argument). `String` for `str`, `Vec<T>` for `[T]`,
-/// `PathBuf`, `OsString` and `CString` for `Path`, `OsStr` and `CStr`, else
-/// `T` itself (`ToOwned` through `Clone`).
+/// The owned form a borrowed argument `&T` is decoded as, `T::Owned`:
+/// written out where it can be (`String` for `str`, `Vec<T>` for `[T]`, `T`
+/// itself for a type with generic arguments or a name other than the
+/// unsized std types'), so that the handle's type holds no projection that
+/// fails a second time when `T` cannot be queued (the call path reports
+/// it, once, on the argument). `Path`, `OsStr` and `CStr` (the std types or
+/// another of that name) keep the projection.
 fn owned_form(referent: &Type) -> TokenStream {
     match referent {
         Type::Slice(slice) => {
@@ -271,12 +284,13 @@ fn owned_form(referent: &Type) -> TokenStream {
             quote!(::std::vec::Vec<#elem>)
         }
         Type::Path(path) if path.qself.is_none() => {
-            let last = path.path.segments.last().map(|s| s.ident.to_string());
-            match last.as_deref() {
-                Some("str") => quote!(::std::string::String),
-                Some("Path") => quote!(::std::path::PathBuf),
-                Some("OsStr") => quote!(::std::ffi::OsString),
-                Some("CStr") => quote!(::std::ffi::CString),
+            let last = path.path.segments.last();
+            let bare = last.is_some_and(|s| s.arguments.is_none());
+            match last.map(|s| s.ident.to_string()).as_deref() {
+                Some("str") if bare => quote!(::std::string::String),
+                Some("Path" | "OsStr" | "CStr") if bare => {
+                    quote!(<#referent as ::std::borrow::ToOwned>::Owned)
+                }
                 _ => quote!(#referent),
             }
         }

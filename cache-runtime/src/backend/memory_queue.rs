@@ -219,10 +219,7 @@ impl QueueBackend for MemoryBackend {
         {
             return Ok(Begin::Lost);
         }
-        if queue
-            .marker(&entry.key, now)
-            .is_some_and(|latest| latest != entry.id)
-        {
+        if queue.marker(&entry.key, now) != Some(entry.id) {
             queue.ack(entry.id);
             return Ok(Begin::Superseded);
         }
@@ -263,14 +260,8 @@ impl QueueBackend for MemoryBackend {
         let mut queues = self.queues();
         let queue = queues.queue(q);
         queue.ack(entry.id);
-        let latest = match queue.marker(&entry.key, now) {
-            None => {
-                queue.set_marker(&entry.key, entry.id, Some(now + MARKER_RETENTION), now);
-                true
-            }
-            Some(_) => queue.retire_marker(&entry.key, entry.id, now),
-        };
-        if latest {
+        if queue.marker(&entry.key, now) == Some(entry.id) {
+            queue.set_marker(&entry.key, entry.id, Some(now + MARKER_RETENTION), now);
             self.put(&entry.key, value, Some(ttl));
         }
         queue.unlock(&entry.key, token);
@@ -283,18 +274,20 @@ impl QueueBackend for MemoryBackend {
         entry: &Entry,
         token: Token,
         hold: Duration,
-    ) -> Result<u32, BackendError> {
+    ) -> Result<Option<u32>, BackendError> {
         let mut queues = self.queues();
         let queue = queues.queue(q);
-        let attempts = queue.attempts.entry(entry.id).or_default();
-        *attempts += 1;
-        let attempts = *attempts;
         if let Some((held, until)) = queue.locks.get_mut(&entry.key) {
             if *held == token {
                 *until = Instant::now() + hold;
             }
         }
-        Ok(attempts)
+        if !queue.pending.contains_key(&entry.id) {
+            return Ok(None);
+        }
+        let attempts = queue.attempts.entry(entry.id).or_default();
+        *attempts += 1;
+        Ok(Some(*attempts))
     }
 
     async fn bury(
@@ -303,27 +296,30 @@ impl QueueBackend for MemoryBackend {
         entry: &Entry,
         failure: &Failure<'_>,
         token: Token,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
         let queue = queues.queue(q);
-        let id = queue.next_id();
-        queue.dead.insert(
-            id,
-            Dead {
+        let latest = queue.marker(&entry.key, now) == Some(entry.id);
+        if latest {
+            let id = queue.next_id();
+            queue.dead.insert(
                 id,
-                entry: entry.clone(),
-                error: failure.error.to_owned(),
-                attempts: failure.attempts,
-                failed_at_ms: failure.at_ms,
-            },
-        );
-        queue.ack(entry.id);
-        if queue.retire_marker(&entry.key, entry.id, now) {
+                Dead {
+                    id,
+                    entry: entry.clone(),
+                    error: failure.error.to_owned(),
+                    attempts: failure.attempts,
+                    failed_at_ms: failure.at_ms,
+                },
+            );
+            // Kept with no expiry while the letter waits for a replay.
+            queue.set_marker(&entry.key, entry.id, None, now);
             self.remove(&entry.key);
         }
+        queue.ack(entry.id);
         queue.unlock(&entry.key, token);
-        Ok(())
+        Ok(latest)
     }
 
     async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError> {
@@ -350,10 +346,7 @@ impl QueueBackend for MemoryBackend {
             return Ok(Replayed::Missing);
         };
         let key = letter.entry.key.clone();
-        if queue
-            .marker(&key, now)
-            .is_some_and(|latest| latest != letter.entry.id)
-        {
+        if queue.marker(&key, now) != Some(letter.entry.id) {
             return Ok(Replayed::Superseded);
         }
         let Some(letter) = queue.dead.remove(&dead.id) else {
@@ -365,12 +358,40 @@ impl QueueBackend for MemoryBackend {
         Ok(Replayed::Queued(id))
     }
 
-    async fn discard(&self, q: &QueueKeys, dead: EntryId) -> Result<bool, BackendError> {
-        Ok(self.queues().queue(q).dead.remove(&dead).is_some())
+    async fn discard(&self, q: &QueueKeys, dead: &Dead) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let queue = queues.queue(q);
+        if queue.dead.remove(&dead.id).is_none() {
+            return Ok(false);
+        }
+        queue.retire_marker(&dead.entry.key, dead.entry.id, now);
+        Ok(true)
     }
 
     async fn leave(&self, _: &QueueKeys, _: &str) -> Result<(), BackendError> {
         // Consumers exist only as names on their pending entries.
         Ok(())
+    }
+
+    async fn reap(&self, _: &QueueKeys, _: Duration) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn hold(
+        &self,
+        q: &QueueKeys,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut queues = self.queues();
+        match queues.queue(q).locks.get_mut(key) {
+            Some((held, until)) if *held == token => {
+                *until = Instant::now() + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

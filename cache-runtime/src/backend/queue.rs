@@ -9,10 +9,12 @@
 //! each written key `K` live two more keys (in `K`'s cluster slot):
 //!
 //! - `{K}:wb`, the marker: the id of the latest entry queued for `K`. It
-//!   has no TTL while that entry is pending, and keeps the id for a day
-//!   after it is flushed or dead-lettered, so that a replayed dead letter
-//!   can tell whether a newer write came since. An entry whose id is not
-//!   the marker's is superseded: acknowledged without running its body.
+//!   has no TTL while that entry is pending or dead-lettered, and keeps the
+//!   id for a day after it is flushed, so that a replayed dead letter can
+//!   tell whether a newer write came since. An entry whose id is not the
+//!   marker's is superseded: acknowledged without running its body. So is
+//!   one whose key has no marker: a pending latest entry always has one, so
+//!   the entry is older than a marker that expired or was evicted.
 //! - `{K}:wbl`, the flush lock, held while one flusher runs `K`'s body,
 //!   so that two bodies of one key never run at once.
 //!
@@ -144,7 +146,8 @@ pub(crate) struct Dead {
 pub(crate) enum Replayed {
     /// Queued again under this id, its value stored again.
     Queued(EntryId),
-    /// A newer write to its key was queued since: not replayed, kept.
+    /// A newer write to its key was queued since (or its key's marker is
+    /// gone, and that cannot be ruled out): not replayed, kept.
     Superseded,
     /// No such dead letter.
     Missing,
@@ -211,34 +214,48 @@ pub(crate) trait QueueBackend: Send + Sync {
     ) -> Result<(), BackendError>;
     /// After the body failed: counts the attempt, keeps the key's flush
     /// lock for `hold` more (the key's backoff: no flusher tries its writes
-    /// meanwhile), and returns the attempts so far.
+    /// meanwhile), and returns the attempts so far; `None` when the entry
+    /// is no longer pending (acknowledged meanwhile, as superseded).
     async fn fail(
         &self,
         q: &QueueKeys,
         entry: &Entry,
         token: Token,
         hold: Duration,
-    ) -> Result<u32, BackendError>;
-    /// Moves the entry to the dead letters with `error`; if it is its key's
-    /// latest write, deletes the key's value (the database does not have
-    /// it) and keeps the marker for [`MARKER_RETENTION`]; releases the lock.
+    ) -> Result<Option<u32>, BackendError>;
+    /// If the entry is its key's latest write: moves it to the dead letters
+    /// with `error`, deletes the key's value (the database does not have
+    /// it) and keeps the marker until the letter is replayed or discarded;
+    /// `true`. Else acknowledges it, superseded; `false`. Releases the lock.
     async fn bury(
         &self,
         q: &QueueKeys,
         entry: &Entry,
         failure: &Failure<'_>,
         token: Token,
-    ) -> Result<(), BackendError>;
+    ) -> Result<bool, BackendError>;
     /// The queue's size.
     async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError>;
     /// Up to `count` dead letters, oldest first.
     async fn dead_letters(&self, q: &QueueKeys, count: usize) -> Result<Vec<Dead>, BackendError>;
     /// Queues a dead letter again (see [`Replayed`]).
     async fn replay(&self, q: &QueueKeys, dead: &Dead) -> Result<Replayed, BackendError>;
-    /// Deletes a dead letter; `false` when there was none.
-    async fn discard(&self, q: &QueueKeys, dead: EntryId) -> Result<bool, BackendError>;
+    /// Deletes a dead letter (its key's marker then keeps for
+    /// [`MARKER_RETENTION`]); `false` when there was none.
+    async fn discard(&self, q: &QueueKeys, dead: &Dead) -> Result<bool, BackendError>;
     /// Removes `consumer` from the group if nothing is pending in its name.
     async fn leave(&self, q: &QueueKeys, consumer: &str) -> Result<(), BackendError>;
+    /// Removes the consumers that hold nothing and were idle for `idle`.
+    async fn reap(&self, q: &QueueKeys, idle: Duration) -> Result<(), BackendError>;
+    /// Sets the flush lock of `key` to expire after `ttl` if `token` holds
+    /// it; `false` when it does not.
+    async fn hold(
+        &self,
+        q: &QueueKeys,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
 }
 
 /// Why an entry is dead-lettered.
@@ -318,7 +335,7 @@ impl QueueBackend for Store {
         entry: &Entry,
         token: Token,
         hold: Duration,
-    ) -> Result<u32, BackendError> {
+    ) -> Result<Option<u32>, BackendError> {
         dispatch!(self, b => b.fail(q, entry, token, hold).await)
     }
     async fn bury(
@@ -327,7 +344,7 @@ impl QueueBackend for Store {
         entry: &Entry,
         failure: &Failure<'_>,
         token: Token,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         dispatch!(self, b => b.bury(q, entry, failure, token).await)
     }
     async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError> {
@@ -339,11 +356,23 @@ impl QueueBackend for Store {
     async fn replay(&self, q: &QueueKeys, dead: &Dead) -> Result<Replayed, BackendError> {
         dispatch!(self, b => b.replay(q, dead).await)
     }
-    async fn discard(&self, q: &QueueKeys, dead: EntryId) -> Result<bool, BackendError> {
+    async fn discard(&self, q: &QueueKeys, dead: &Dead) -> Result<bool, BackendError> {
         dispatch!(self, b => b.discard(q, dead).await)
     }
     async fn leave(&self, q: &QueueKeys, consumer: &str) -> Result<(), BackendError> {
         dispatch!(self, b => b.leave(q, consumer).await)
+    }
+    async fn reap(&self, q: &QueueKeys, idle: Duration) -> Result<(), BackendError> {
+        dispatch!(self, b => b.reap(q, idle).await)
+    }
+    async fn hold(
+        &self,
+        q: &QueueKeys,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        dispatch!(self, b => b.hold(q, key, token, ttl).await)
     }
 }
 

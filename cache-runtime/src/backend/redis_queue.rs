@@ -34,7 +34,7 @@ return id";
 const BEGIN_LUA: &str = r"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 'lost' end
 local m = redis.call('GET', KEYS[3])
-if m and m ~= ARGV[3] then
+if m ~= ARGV[3] then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
   redis.call('XDEL', KEYS[1], ARGV[3])
   redis.call('HDEL', KEYS[2], ARGV[3])
@@ -57,8 +57,7 @@ return 1";
 const COMMIT_LUA: &str = r"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
-local m = redis.call('GET', KEYS[4])
-if not m or m == ARGV[2] then
+if redis.call('GET', KEYS[4]) == ARGV[2] then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[6])
   redis.call('DEL', KEYS[5])
@@ -66,31 +65,33 @@ end
 if redis.call('GET', KEYS[6]) == ARGV[5] then redis.call('DEL', KEYS[6]) end
 return 1";
 
-/// KEYS: attempts, lock. ARGV: id, token, hold (ms). Returns the attempts
-/// so far.
-const FAIL_LUA: &str = r"local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-return n";
+/// KEYS: attempts, lock, stream. ARGV: id, token, hold (ms), group.
+/// Returns the attempts so far, or 0 when the entry is no longer pending.
+const FAIL_LUA: &str = r"if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+if #redis.call('XPENDING', KEYS[3], ARGV[4], ARGV[1], ARGV[1], 1) == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)";
 
 /// KEYS: stream, attempts, dead, value, marker, lock. ARGV: group, id, key,
-/// args, value, error, attempts, failed at (ms), token, marker retention (ms).
-const BURY_LUA: &str = r"redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'k', ARGV[3], 'a', ARGV[4], 'v', ARGV[5], 'e', ARGV[6], 'n', ARGV[7], 't', ARGV[8])
+/// args, value, error, attempts, failed at (ms), token. Returns 1 when
+/// dead-lettered, 0 when superseded (acknowledged only).
+const BURY_LUA: &str = r"local latest = redis.call('GET', KEYS[5]) == ARGV[2]
+if latest then
+  redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'k', ARGV[3], 'a', ARGV[4], 'v', ARGV[5], 'e', ARGV[6], 'n', ARGV[7], 't', ARGV[8])
+  redis.call('DEL', KEYS[4])
+  redis.call('PERSIST', KEYS[5])
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
-if redis.call('GET', KEYS[5]) == ARGV[2] then
-  redis.call('DEL', KEYS[4])
-  redis.call('PEXPIRE', KEYS[5], ARGV[10])
-end
 if redis.call('GET', KEYS[6]) == ARGV[9] then redis.call('DEL', KEYS[6]) end
-return 1";
+if latest then return 1 end
+return 0";
 
 /// KEYS: dead, stream, value, lease, marker. ARGV: dead letter id, the
 /// entry's id, key. Returns {0} missing, {1} superseded, {2, id} queued.
 const REPLAY_LUA: &str = r"local d = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #d == 0 then return {0} end
-local m = redis.call('GET', KEYS[5])
-if m and m ~= ARGV[2] then return {1} end
+if redis.call('GET', KEYS[5]) ~= ARGV[2] then return {1} end
 local f = d[1][2]
 local fields = {}
 for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
@@ -111,6 +112,32 @@ local oldest = ''
 if #first > 0 then oldest = first[1][1] end
 return {redis.call('XLEN', KEYS[1]), pending, oldest, redis.call('XLEN', KEYS[2])}";
 
+/// KEYS: dead, marker. ARGV: dead letter id, the entry's id, marker
+/// retention (ms). Returns 1 when deleted.
+const DISCARD_LUA: &str = r"if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return 1";
+
+/// KEYS: stream. ARGV: group, idle (ms). Removes the consumers that hold
+/// nothing and were idle that long.
+const REAP_LUA: &str = r"local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+local reaped = 0
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    reaped = reaped + 1
+  end
+end
+return reaped";
+
+/// KEYS: lock. ARGV: token, TTL (ms). Returns 1 when the token holds it.
+const HOLD_LUA: &str = r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1";
+
 /// KEYS: stream. ARGV: group, consumer. Removes the consumer when nothing
 /// is pending in its name.
 const LEAVE_LUA: &str = r"local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
@@ -126,6 +153,9 @@ static BURY: LazyLock<Script> = LazyLock::new(|| Script::new(BURY_LUA));
 static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(REPLAY_LUA));
 static DEPTH: LazyLock<Script> = LazyLock::new(|| Script::new(DEPTH_LUA));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(LEAVE_LUA));
+static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(DISCARD_LUA));
+static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(REAP_LUA));
+static HOLD: LazyLock<Script> = LazyLock::new(|| Script::new(HOLD_LUA));
 
 fn marker_key(key: &str) -> String {
     beside(key, "wb")
@@ -453,16 +483,18 @@ impl QueueBackend for RedisBackend {
         entry: &Entry,
         token: Token,
         hold: Duration,
-    ) -> Result<u32, BackendError> {
+    ) -> Result<Option<u32>, BackendError> {
         let mut invocation = FAIL.prepare_invoke();
         invocation
             .key(&q.attempts)
             .key(lock_key(&entry.key))
+            .key(&q.stream)
             .arg(entry.id.to_string())
             .arg(token.0)
-            .arg(millis(hold));
+            .arg(millis(hold))
+            .arg(GROUP);
         let attempts: u64 = self.invoke(invocation).await?;
-        Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+        Ok((attempts > 0).then(|| u32::try_from(attempts).unwrap_or(u32::MAX)))
     }
 
     async fn bury(
@@ -471,7 +503,7 @@ impl QueueBackend for RedisBackend {
         entry: &Entry,
         failure: &Failure<'_>,
         token: Token,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         let mut invocation = BURY.prepare_invoke();
         invocation
             .key(&q.stream)
@@ -488,9 +520,9 @@ impl QueueBackend for RedisBackend {
             .arg(failure.error)
             .arg(failure.attempts)
             .arg(failure.at_ms)
-            .arg(token.0)
-            .arg(millis(MARKER_RETENTION));
-        self.invoke(invocation).await
+            .arg(token.0);
+        let buried: u64 = self.invoke(invocation).await?;
+        Ok(buried == 1)
     }
 
     async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError> {
@@ -554,11 +586,16 @@ impl QueueBackend for RedisBackend {
         }
     }
 
-    async fn discard(&self, q: &QueueKeys, dead: EntryId) -> Result<bool, BackendError> {
-        let deleted: u64 = self
-            .run(redis::cmd("XDEL").arg(&q.dead).arg(dead.to_string()))
-            .await?;
-        Ok(deleted > 0)
+    async fn discard(&self, q: &QueueKeys, dead: &Dead) -> Result<bool, BackendError> {
+        let mut invocation = DISCARD.prepare_invoke();
+        invocation
+            .key(&q.dead)
+            .key(marker_key(&dead.entry.key))
+            .arg(dead.id.to_string())
+            .arg(dead.entry.id.to_string())
+            .arg(millis(MARKER_RETENTION));
+        let deleted: u64 = self.invoke(invocation).await?;
+        Ok(deleted == 1)
     }
 
     async fn leave(&self, q: &QueueKeys, consumer: &str) -> Result<(), BackendError> {
@@ -568,5 +605,24 @@ impl QueueBackend for RedisBackend {
             Err(e) if is_code(&e, "NOGROUP") => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    async fn reap(&self, q: &QueueKeys, idle: Duration) -> Result<(), BackendError> {
+        let mut invocation = REAP.prepare_invoke();
+        invocation.key(&q.stream).arg(GROUP).arg(millis(idle));
+        self.invoke::<u64>(invocation).await.map(drop)
+    }
+
+    async fn hold(
+        &self,
+        _: &QueueKeys,
+        key: &str,
+        token: Token,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut invocation = HOLD.prepare_invoke();
+        invocation.key(lock_key(key)).arg(token.0).arg(millis(ttl));
+        let held: u64 = self.invoke(invocation).await?;
+        Ok(held == 1)
     }
 }

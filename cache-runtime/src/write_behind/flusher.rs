@@ -64,8 +64,9 @@ impl Default for Config {
 }
 
 impl Config {
-    /// How long the key lock lasts: past the body's timeout, so that the
-    /// lock outlives every body that runs under it.
+    /// How long the key lock lasts: twice the body's timeout, the longest
+    /// a body runs before it is given up on (timed out, aborted, and
+    /// awaited once more).
     fn lock_ttl(&self) -> Duration {
         self.body_timeout.saturating_mul(2)
     }
@@ -129,8 +130,9 @@ where
         }
     }
 
-    /// Entries taken per round (at least 1); a round runs the bodies of
-    /// its distinct keys concurrently.
+    /// The most entries it holds at once (at least 1), those waiting for a
+    /// retry included; a round runs the bodies of its distinct keys
+    /// concurrently.
     pub fn batch(mut self, entries: usize) -> Self {
         self.config.batch = entries.max(1);
         self
@@ -151,16 +153,18 @@ where
     }
 
     /// The longest a body may run; past it, it is cancelled and counts as
-    /// a failed attempt. A key's lock lasts twice this long.
+    /// a failed attempt. A key's lock lasts twice this long (a body that
+    /// does not stop when cancelled keeps it until it returns).
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.config.body_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// How long another flusher's entry must sit idle before this one
-    /// takes it over (its flusher died or froze). Keep it well above the
-    /// body timeout and the longest backoff: a live flusher's entry taken
-    /// over only runs twice, but that is wasted work.
+    /// takes it over (its flusher died or froze). Keep it above twice the
+    /// body timeout and the longest backoff: an entry taken over from a
+    /// live flusher is safe (the key's lock still orders its writes), but
+    /// its body may run twice.
     pub fn claim_idle(mut self, idle: Duration) -> Self {
         self.config.claim_idle = idle.max(Duration::from_millis(1));
         self
@@ -313,10 +317,9 @@ impl Flusher {
         self.counters.snapshot()
     }
 
-    /// Drains, then stops: keeps flushing what it holds and what is
-    /// queued until the queue has nothing more for it (or the drain
-    /// timeout passes), leaves the consumer group if it holds nothing, and
-    /// returns what it did.
+    /// Drains, then stops: keeps flushing what it holds and the writes
+    /// queued before the call (or until the drain timeout passes), leaves
+    /// the consumer group if it holds nothing, and returns what it did.
     pub async fn stop(mut self) -> FlushStats {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
@@ -336,20 +339,56 @@ impl Drop for Flusher {
     }
 }
 
-/// A body's task, aborted when dropped: on a timeout, and when the flusher
-/// is dropped mid-body, its bodies stop with it, as a crashed process's do.
-struct BodyTask(JoinHandle<Result<(), String>>);
+/// A body's task, aborted when dropped: when the flusher is dropped
+/// mid-body, its bodies stop with it, as a crashed process's do. (A body
+/// that does not stop is taken out of it, and guarded.)
+struct BodyTask(Option<JoinHandle<Result<(), String>>>);
 
 impl Drop for BodyTask {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
+}
+
+/// A flusher's loop state.
+struct Loop {
+    /// The entries it holds: pending in its name, waiting for a retry.
+    held: BTreeMap<EntryId, Held>,
+    /// Where the scan for idle entries goes on.
+    cursor: EntryId,
+    next_claim: Instant,
+    drain: Option<Drain>,
+    failures_in_a_row: u32,
+    joined: bool,
+}
+
+/// A flusher asked to stop.
+struct Drain {
+    /// When it stops, drained or not.
+    until: Instant,
+    /// When it was asked (Unix ms): it reads writes queued before.
+    cutoff_ms: u64,
+    reading: bool,
 }
 
 /// An entry this flusher holds, and when to try it next.
 struct Held {
     entry: Entry,
     due: Instant,
+}
+
+/// Why an entry's attempt failed.
+#[derive(Debug, Clone, Copy)]
+enum Failed {
+    /// The body returned an error, panicked, or timed out and stopped.
+    Body,
+    /// The body timed out and did not stop when aborted (it blocks its
+    /// thread): it may still write.
+    Stuck,
+    /// The arguments do not decode into this build's.
+    Undecodable,
 }
 
 /// What trying one entry came to.
@@ -390,89 +429,52 @@ where
     A: DeserializeOwned + Send + 'static,
 {
     async fn main(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
-        let mut held: BTreeMap<EntryId, Held> = BTreeMap::new();
-        let mut cursor = EntryId::default();
-        let mut next_claim = Instant::now();
-        let mut drain_until: Option<Instant> = None;
-        let mut failures_in_a_row = 0u32;
-        let mut joined = false;
+        let mut state = Loop {
+            held: BTreeMap::new(),
+            cursor: EntryId::default(),
+            next_claim: Instant::now(),
+            drain: None,
+            failures_in_a_row: 0,
+            joined: false,
+        };
         loop {
-            if drain_until.is_none() && *stopping.borrow() {
-                drain_until = Some(Instant::now() + self.config.drain_timeout);
+            if state.drain.is_none() && *stopping.borrow() {
+                state.drain = Some(Drain {
+                    until: Instant::now() + self.config.drain_timeout,
+                    cutoff_ms: self.cache.now_ms(),
+                    reading: true,
+                });
             }
-            if drain_until.is_some_and(|until| Instant::now() >= until) {
+            if state
+                .drain
+                .as_ref()
+                .is_some_and(|d| Instant::now() >= d.until)
+            {
                 break;
             }
-            let mut failed = false;
-            if !joined {
-                match self.call(self.cache.backend().join(&self.keys)).await {
-                    Ok(()) => joined = true,
-                    Err(_) => failed = true,
-                }
-            }
-            let mut batch: BTreeMap<EntryId, Entry> = BTreeMap::new();
-            if joined {
-                let now = Instant::now();
-                for h in held.values().filter(|h| h.due <= now) {
-                    if batch.len() >= self.config.batch {
-                        break;
-                    }
-                    batch.insert(h.entry.id, h.entry.clone());
-                }
-                if now >= next_claim && batch.len() < self.config.batch {
-                    let room = self.config.batch - batch.len();
-                    let claim = self.cache.backend().claim(
-                        &self.keys,
-                        &self.consumer,
-                        self.config.claim_idle,
-                        room,
-                        cursor,
-                    );
-                    match self.call(claim).await {
-                        Ok((claimed, next)) => {
-                            cursor = next;
-                            // A full page may have more behind it: look
-                            // again next round; else after a while.
-                            if claimed.len() < room {
-                                next_claim = now + self.config.claim_every();
-                            }
-                            let new = claimed.iter().filter(|e| !held.contains_key(&e.id));
-                            add(&self.counters.claimed, new.count() as u64);
-                            batch.extend(claimed.into_iter().map(|e| (e.id, e)));
-                        }
-                        Err(_) => failed = true,
-                    }
-                }
-                if batch.len() < self.config.batch {
-                    let read = self.cache.backend().read(
-                        &self.keys,
-                        &self.consumer,
-                        self.config.batch - batch.len(),
-                    );
-                    match self.call(read).await {
-                        Ok(new) => batch.extend(new.into_iter().map(|e| (e.id, e))),
-                        Err(_) => failed = true,
-                    }
-                }
-            }
-            failures_in_a_row = if failed { failures_in_a_row + 1 } else { 0 };
+            let (batch, failed) = self.gather(&mut state).await;
+            state.failures_in_a_row = if failed {
+                state.failures_in_a_row + 1
+            } else {
+                0
+            };
             if batch.is_empty() {
-                if drain_until.is_some() && held.is_empty() && !failed {
+                if state.drain.is_some() && state.held.is_empty() && !failed {
                     break;
                 }
                 let mut wait = if failed {
                     backoff(
-                        failures_in_a_row,
+                        state.failures_in_a_row,
                         self.config.backoff,
                         self.config.max_backoff,
                     )
                 } else {
                     self.config.poll
                 };
-                if let Some(due) = held.values().map(|h| h.due).min() {
+                if let Some(due) = state.held.values().map(|h| h.due).min() {
                     wait = wait.min(due.saturating_duration_since(Instant::now()));
                 }
-                if drain_until.is_some() {
+                if state.drain.is_some() {
                     tokio::time::sleep(wait).await;
                 } else {
                     tokio::select! {
@@ -488,22 +490,22 @@ where
             let due = Instant::now() + self.config.backoff;
             for entry in batch.values() {
                 let entry = entry.clone();
-                held.insert(entry.id, Held { entry, due });
+                state.held.insert(entry.id, Held { entry, due });
             }
             for (id, tried) in Arc::clone(&self).round(batch).await {
                 match tried {
                     Tried::Done => {
-                        held.remove(&id);
+                        state.held.remove(&id);
                     }
                     Tried::Later(due) => {
-                        if let Some(h) = held.get_mut(&id) {
+                        if let Some(h) = state.held.get_mut(&id) {
                             h.due = due;
                         }
                     }
                 }
             }
         }
-        let left = held.len() as u64;
+        let left = state.held.len() as u64;
         add(&self.counters.left_pending, left);
         if left > 0 {
             tracing::warn!(
@@ -519,6 +521,90 @@ where
         {
             tracing::debug!(consumer = self.consumer, error = %e, "could not leave the consumer group");
         }
+    }
+
+    /// The next round's entries: held ones due for a retry, then entries
+    /// other flushers left idle, then new ones, as long as this flusher
+    /// holds fewer than `batch` (entries waiting out a backoff count: a
+    /// flusher does not take the whole queue during an outage, and leaves
+    /// the rest to the others). Whether a backend call failed.
+    async fn gather(&self, state: &mut Loop) -> (BTreeMap<EntryId, Entry>, bool) {
+        let mut batch: BTreeMap<EntryId, Entry> = BTreeMap::new();
+        if !state.joined {
+            match self.call(self.cache.backend().join(&self.keys)).await {
+                Ok(()) => state.joined = true,
+                Err(_) => return (batch, true),
+            }
+        }
+        let mut failed = false;
+        let now = Instant::now();
+        let due = state.held.values().filter(|h| h.due <= now);
+        for h in due.take(self.config.batch) {
+            batch.insert(h.entry.id, h.entry.clone());
+        }
+        let room = |batch: &BTreeMap<EntryId, Entry>, held: &BTreeMap<EntryId, Held>| {
+            let taken = batch.keys().filter(|id| !held.contains_key(id)).count();
+            self.config.batch.saturating_sub(held.len() + taken)
+        };
+        let claim_room = room(&batch, &state.held);
+        if now >= state.next_claim && claim_room > 0 {
+            let claim = self.cache.backend().claim(
+                &self.keys,
+                &self.consumer,
+                self.config.claim_idle,
+                claim_room,
+                state.cursor,
+            );
+            match self.call(claim).await {
+                Ok((claimed, next)) => {
+                    // A scan cut short (by COUNT, or by the PEL's length)
+                    // goes on next round; a finished one waits a while.
+                    if next == EntryId::default() && claimed.len() < claim_room {
+                        state.next_claim = now + self.config.claim_every();
+                        self.reap().await;
+                    }
+                    state.cursor = next;
+                    let new = claimed.iter().filter(|e| !state.held.contains_key(&e.id));
+                    add(&self.counters.claimed, new.count() as u64);
+                    batch.extend(claimed.into_iter().map(|e| (e.id, e)));
+                }
+                Err(_) => failed = true,
+            }
+        }
+        let read_room = room(&batch, &state.held);
+        let reading = state.drain.as_ref().is_none_or(|d| d.reading);
+        if read_room > 0 && reading {
+            let read = self
+                .cache
+                .backend()
+                .read(&self.keys, &self.consumer, read_room);
+            match self.call(read).await {
+                Ok(new) => {
+                    // Draining, it flushes what was queued before the stop:
+                    // once it meets a later write, it reads no more.
+                    if let Some(drain) = &mut state.drain {
+                        if new.iter().any(|e| e.id.ms > drain.cutoff_ms) {
+                            drain.reading = false;
+                        }
+                    }
+                    batch.extend(new.into_iter().map(|e| (e.id, e)));
+                }
+                Err(_) => failed = true,
+            }
+        }
+        (batch, failed)
+    }
+
+    /// Removes consumers that hold nothing and have been idle for twice
+    /// `claim_idle`: flushers that died or were dropped. (Redis may count a
+    /// live flusher that found nothing to take as idle: removed, it is added
+    /// back when it next takes an entry.) Best effort.
+    async fn reap(&self) {
+        let reap = self
+            .cache
+            .backend()
+            .reap(&self.keys, self.config.claim_idle.saturating_mul(2));
+        let _ = self.call(reap).await;
     }
 
     /// One round: coalesces the batch per key, then tries each key's
@@ -548,6 +634,10 @@ where
         }
         let mut tasks = JoinSet::new();
         let now = Instant::now();
+        // Keys not retried for a whole backoff are not failing any more,
+        // or are another flusher's now: forget their failures.
+        self.backoffs()
+            .retain(|_, b| b.due + self.config.max_backoff > now);
         for entry in latest.into_values() {
             if let Some(due) = self.backed_off(&entry.key, now) {
                 outcomes.push((entry.id, Tried::Later(due)));
@@ -571,7 +661,7 @@ where
     }
 
     /// Decides, runs the body, and records the result of one entry.
-    async fn try_entry(&self, entry: Entry) -> Tried {
+    async fn try_entry(self: Arc<Self>, entry: Entry) -> Tried {
         let token = Token::random();
         let begin = self.cache.backend().begin(
             &self.keys,
@@ -580,66 +670,143 @@ where
             token,
             self.config.lock_ttl(),
         );
-        let retry_soon = Instant::now() + self.config.poll;
         match self.call(begin).await {
             Err(_) => return Tried::Later(Instant::now() + self.config.backoff),
+            // The key's failures stand (a newer write of a failing key
+            // fails too); `round` forgets them once they are old.
             Ok(Begin::Lost) => return Tried::Done,
             Ok(Begin::Superseded) => {
                 add(&self.counters.coalesced, 1);
                 return Tried::Done;
             }
-            Ok(Begin::Busy) => return Tried::Later(retry_soon),
+            Ok(Begin::Busy) => return Tried::Later(Instant::now() + self.config.poll),
             Ok(Begin::Go) => {}
         }
-        let args = match envelope::decode_args::<A>(&entry.args) {
-            Ok(args) => args,
-            Err(e) => {
-                let error =
-                    format!("the arguments do not decode (the function's signature changed?): {e}");
-                return self.bury(&entry, &error, 1, token).await;
+        let (error, failed) = match envelope::decode_args::<A>(&entry.args) {
+            Err(e) => (
+                format!("the arguments do not decode (the function's arguments changed?): {e}"),
+                Failed::Undecodable,
+            ),
+            Ok(args) => {
+                add(&self.counters.body_runs, 1);
+                match self.run_body(args, &entry.key, token).await {
+                    Ok(()) => return self.commit(&entry, token).await,
+                    Err(failure) => failure,
+                }
             }
-        };
-        add(&self.counters.body_runs, 1);
-        let failed = match self.run_body(args).await {
-            Ok(()) => {
-                return self.commit(&entry, token).await;
-            }
-            Err(error) => error,
         };
         add(&self.counters.failures, 1);
-        let (due, hold) = self.back_off(&entry.key);
+        let (due, hold) = match failed {
+            Failed::Body => self.back_off(&entry.key),
+            // Its write may still land: the key stays locked until it
+            // returns (`guard_stuck`), and is retried after that.
+            Failed::Stuck => {
+                let hold = self.config.lock_ttl();
+                (Instant::now() + hold, hold)
+            }
+            // Released at once, for a flusher that can decode it.
+            Failed::Undecodable => (Instant::now(), Duration::from_millis(1)),
+        };
         let fail = self.cache.backend().fail(&self.keys, &entry, token, hold);
         match self.call(fail).await {
             Err(_) => Tried::Later(due),
-            Ok(attempts) if attempts >= self.config.max_attempts => {
-                self.bury(&entry, &failed, attempts, token).await
+            // Acknowledged meanwhile (superseded, by another flusher).
+            Ok(None) => Tried::Done,
+            Ok(Some(attempts)) if attempts >= self.config.max_attempts => {
+                self.bury(&entry, &error, attempts, token).await
             }
-            Ok(attempts) => {
+            Ok(Some(attempts)) => {
                 tracing::warn!(
                     key = entry.key,
                     function = self.spec.function,
                     attempts,
-                    error = failed,
-                    "write-behind body failed; retrying"
+                    error,
+                    "write-behind write failed; retrying"
                 );
-                Tried::Later(due)
+                match failed {
+                    // Left pending, unheld: it is claimed once idle, by a
+                    // flusher of the build that queued it if one runs (a
+                    // rolling deploy), else retried here until buried.
+                    Failed::Undecodable => Tried::Done,
+                    Failed::Body | Failed::Stuck => Tried::Later(due),
+                }
             }
         }
     }
 
     /// Runs the body in a task of its own (so that a panic is a failure),
-    /// within the timeout.
-    async fn run_body(&self, args: A) -> Result<(), String> {
-        let mut body = BodyTask(tokio::spawn((self.flush)(Arc::clone(&self.owner), args)));
-        match tokio::time::timeout(self.config.body_timeout, &mut body.0).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) if e.is_panic() => Err("the body panicked".into()),
-            Ok(Err(e)) => Err(format!("the body was cancelled: {e}")),
-            Err(_) => Err(format!(
-                "the body timed out after {:?}",
-                self.config.body_timeout
-            )),
+    /// within the timeout. A body that times out is aborted, and awaited
+    /// for half a timeout more (the lock lasts two): an async body stops at
+    /// its next `.await`. One blocking its thread does not stop, and may
+    /// still write: `key` stays locked until it returns.
+    async fn run_body(
+        self: &Arc<Self>,
+        args: A,
+        key: &str,
+        token: Token,
+    ) -> Result<(), (String, Failed)> {
+        let timeout = self.config.body_timeout;
+        let mut body = BodyTask(Some(tokio::spawn((self.flush)(
+            Arc::clone(&self.owner),
+            args,
+        ))));
+        let Some(task) = body.0.as_mut() else {
+            unreachable!("the task was just set");
+        };
+        match tokio::time::timeout(timeout, &mut *task).await {
+            Ok(Ok(result)) => result.map_err(|e| (e, Failed::Body)),
+            Ok(Err(e)) if e.is_panic() => Err(("the body panicked".into(), Failed::Body)),
+            Ok(Err(e)) => Err((format!("the body was cancelled: {e}"), Failed::Body)),
+            Err(_) => {
+                task.abort();
+                let message = format!("the body timed out after {timeout:?}");
+                if tokio::time::timeout(timeout / 2, &mut *task).await.is_ok() {
+                    return Err((message, Failed::Body));
+                }
+                if let Some(task) = body.0.take() {
+                    self.guard_stuck(task, key.to_owned(), token);
+                }
+                Err((message, Failed::Stuck))
+            }
         }
+    }
+
+    /// Keeps `key`'s flush lock until a body that would not stop returns,
+    /// then releases it: no newer write of the key runs before this older
+    /// one has landed, however late.
+    fn guard_stuck(
+        self: &Arc<Self>,
+        mut task: JoinHandle<Result<(), String>>,
+        key: String,
+        token: Token,
+    ) {
+        tracing::error!(
+            key,
+            function = self.spec.function,
+            "write-behind body did not stop at its timeout (it blocks its thread?): its key stays locked until it returns"
+        );
+        let run = Arc::clone(self);
+        tokio::spawn(async move {
+            let ttl = run.config.lock_ttl();
+            loop {
+                let hold = run.cache.backend().hold(&run.keys, &key, token, ttl);
+                if let Ok(false) = run.call(hold).await {
+                    tracing::error!(
+                        key,
+                        function = run.spec.function,
+                        "a stuck write-behind body lost its key's lock: a newer write may land before it"
+                    );
+                }
+                if tokio::time::timeout(ttl / 3, &mut task).await.is_ok() {
+                    break;
+                }
+            }
+            let release =
+                run.cache
+                    .backend()
+                    .hold(&run.keys, &key, token, Duration::from_millis(1));
+            let _ = run.call(release).await;
+        });
     }
 
     /// The body succeeded: acknowledge, and give the value its TTL.
@@ -668,14 +835,15 @@ where
         }
     }
 
-    /// Moves an entry to the dead letters.
+    /// Moves an entry to the dead letters, unless a newer write of its key
+    /// supersedes it.
     async fn bury(&self, entry: &Entry, error: &str, attempts: u32, token: Token) -> Tried {
         tracing::error!(
             key = entry.key,
             function = self.spec.function,
             attempts,
             error,
-            "write-behind write dead-lettered"
+            "write-behind write failed its last attempt; dead-lettering it"
         );
         let failure = Failure {
             error,
@@ -687,8 +855,14 @@ where
             .backend()
             .bury(&self.keys, entry, &failure, token);
         match self.call(bury).await {
-            Ok(()) => {
-                add(&self.counters.dead_lettered, 1);
+            Ok(buried) => {
+                // Not buried: a newer write of the key carries its state.
+                let counter = if buried {
+                    &self.counters.dead_lettered
+                } else {
+                    &self.counters.coalesced
+                };
+                add(counter, 1);
                 self.backoffs().remove(&entry.key);
                 Tried::Done
             }

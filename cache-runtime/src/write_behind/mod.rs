@@ -33,28 +33,36 @@
 //! - **Acknowledged** means the value is stored and the call is queued, in
 //!   one atomic step. When that step fails (Redis down), the call returns
 //!   the error (its error type implements `From<cache_runtime::Error>`):
-//!   the write was not taken, and the caller knows it.
+//!   the write was not acknowledged. (After a timeout it may still have
+//!   been queued: retrying it writes the same value again, which is
+//!   harmless.)
 //! - **Pinned until flushed**: while its write is pending the key has no
 //!   TTL, and on the in-memory backend it is never evicted; the flush gives
-//!   it its TTL. (On Redis, run with a `maxmemory-policy` that evicts only
-//!   keys with a TTL, `volatile-*`, or none; `allkeys-*` may evict the
-//!   queue itself.)
+//!   it its TTL. On Redis, run the queue's server with `maxmemory-policy
+//!   noeviction` (or no `maxmemory`): an eviction policy may evict the
+//!   queue, pending values (`allkeys-*`), or the flush locks and markers
+//!   that keep writes in order (any policy).
 //! - **Latest write wins, per key**: only a key's latest queued write runs
 //!   its body. Older ones are acknowledged without running it (coalesced),
 //!   within a batch and across flushers; a key's body never runs twice at
 //!   once (a lock), so an older write never lands after a newer one, also
-//!   when a retry of an old entry races a new one. The body must write the
-//!   state its arguments give (set a quantity), not apply a change (add
-//!   to it).
+//!   when a retry of an old entry races a new one. A body that does not
+//!   stop at its timeout (it blocks its thread) keeps its key locked until
+//!   it returns. The body must write the state its arguments give (set a
+//!   quantity), not apply a change (add to it).
 //! - **At least once**: an entry is acknowledged only after its body
 //!   succeeded. A flusher that dies leaves its entries pending; another
 //!   claims them once idle. A body that succeeded just before its flusher
 //!   died runs again: make it idempotent (an upsert).
 //! - **Retries and dead letters**: a failing body is retried with
 //!   exponential backoff; after the configured attempts the entry moves to
-//!   the dead letters with its error, and the key's value is deleted if it
-//!   was the key's latest write (the database does not have it). See
-//!   [`Queue`] to list, replay or discard dead letters.
+//!   the dead letters with its error, and the key's value is deleted (the
+//!   database does not have it). An entry a newer write superseded is not
+//!   dead-lettered: the newer one carries the key's state. Arguments this
+//!   build cannot decode (queued by a build with other arguments, during a
+//!   rolling deploy) are left for a flusher of that build to claim, and
+//!   dead-lettered after the attempts. See [`Queue`] to list, replay or
+//!   discard dead letters.
 
 mod flusher;
 pub(crate) mod generated;

@@ -105,9 +105,9 @@ pub enum Replay {
     /// Queued again (a new write, flushed like any other), and its value
     /// stored under the key again.
     Queued,
-    /// Not replayed: a newer write to its key was queued after it (within a
-    /// day; the key's marker keeps that long), and replaying would put the
-    /// older value back. The dead letter is kept; discard it.
+    /// Not replayed: a newer write to its key was queued after it, and
+    /// replaying would put the older value back. The dead letter is kept;
+    /// discard it.
     Superseded,
     /// No such dead letter (replayed or discarded meanwhile).
     Missing,
@@ -175,7 +175,7 @@ impl<A> Queue<A> {
     pub async fn discard(&self, letter: &DeadLetter<A>) -> Result<bool, Error> {
         Ok(self
             .cache
-            .guarded(self.cache.backend().discard(&self.keys, letter.dead.id))
+            .guarded(self.cache.backend().discard(&self.keys, &letter.dead))
             .await?)
     }
 }

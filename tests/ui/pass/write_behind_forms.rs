@@ -1,7 +1,8 @@
-//! Write-behind on a free function and a `&self` method, with borrowed,
-//! `mut`, `Option` and slice arguments, `?` and `return` in the body, a
-//! `queue` name and the default cache: the flusher decodes what the call
-//! queued and the body sees the types it was written for. No warnings.
+//! Write-behind on a free function and a `&self` method, with borrowed
+//! (`mut` too), `Option`, slice and `Path` arguments, `?` and `return` in
+//! the body, a nested item with its own `self`, a `queue` name and the
+//! default cache: the flusher decodes what the call queued and the body
+//! sees the types it was written for. No warnings.
 #![deny(warnings)]
 
 use cache_runtime::{cached, Cache};
@@ -50,10 +51,17 @@ struct Counter {
 }
 
 impl Counter {
-    #[cached(strategy = "write_behind", key = "count:<name>", value = n, cache = self.cache, handle = COUNT)]
-    async fn set(&self, name: &str, n: u64) -> Result<(), DbError> {
-        let _ = name;
-        self.flushed.fetch_add(n, SeqCst);
+    #[cached(strategy = "write_behind", key = "count:<name>", value = n, queue = "counts", cache = self.cache, handle = COUNT)]
+    async fn set(&self, mut name: &str, n: u64, file: &std::path::Path) -> Result<(), DbError> {
+        name = name.trim();
+        struct Twice(u64);
+        impl Twice {
+            fn get(&self) -> u64 {
+                self.0 * 2
+            }
+        }
+        assert_eq!((name, file.to_str()), ("x", Some("/tmp/x")));
+        self.flushed.fetch_add(Twice(n).get(), SeqCst);
         Ok(())
     }
 }
@@ -76,9 +84,9 @@ async fn run() {
     assert_eq!(*WRITTEN.lock().unwrap(), ["1:a,b:Some(\"hi!\")"]);
 
     let counter = Arc::new(Counter { cache: Cache::memory(), flushed: AtomicU64::new(0) });
-    spawnable(counter.set("x", 7)).await.unwrap();
+    spawnable(counter.set(" x ", 7, std::path::Path::new("/tmp/x"))).await.unwrap();
     let report = Counter::COUNT.flusher_for(Arc::clone(&counter)).start().stop().await;
-    assert_eq!((report.flushed, counter.flushed.load(SeqCst)), (1, 7));
+    assert_eq!((report.flushed, counter.flushed.load(SeqCst)), (1, 14));
     assert_eq!(Counter::COUNT.queue_for(&counter).stats().await.unwrap().depth, 0);
 }
 
