@@ -8,11 +8,11 @@ mod support;
 
 use cache_runtime::{Cache, MemoryStore};
 use futures::future::join_all;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::child::ChildProcess;
 use support::stampede::Node;
 use support::RedisServer;
 
@@ -55,37 +55,16 @@ fn check(round: u64, done: &[Done], callers: usize, loads: u64) -> u64 {
 }
 
 /// A `lease-worker` child process (see `tests/worker/lease_worker.rs`).
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
+struct Worker(ChildProcess);
 
 impl Worker {
     fn spawn(server: &RedisServer, lease_ttl: Duration, lease_wait: Duration) -> Worker {
         let ms = |d: Duration| d.as_millis().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lease-worker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lease-worker"));
+        command
             .args([server.url(), CALLERS.to_string(), ms(BODY)])
-            .args([ms(lease_ttl), ms(lease_wait)])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start lease-worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take().expect("piped stdin");
-        let worker = Worker {
-            child,
-            stdin,
-            lines,
-        };
+            .args([ms(lease_ttl), ms(lease_wait)]);
+        let worker = Worker(ChildProcess::spawn(&mut command, "lease-worker"));
         worker.expect("ready");
         worker
     }
@@ -98,21 +77,12 @@ impl Worker {
     }
 
     fn send(&mut self, command: &str) {
-        writeln!(self.stdin, "{command}").expect("write to lease-worker");
+        self.0.send(command);
     }
 
     /// The numbers of the next line, which must start with `word`.
     fn expect(&self, word: &str) -> Vec<u64> {
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("lease-worker said nothing for 60 s (expected `{word}`)"));
-        let rest = line
-            .strip_prefix(word)
-            .unwrap_or_else(|| panic!("expected `{word} ...` from lease-worker, got `{line}`"));
-        rest.split_whitespace()
-            .map(|n| n.parse().expect("a number"))
-            .collect()
+        self.0.expect_numbers(word)
     }
 
     fn done(&self, round: u64) -> Done {
@@ -130,14 +100,7 @@ impl Worker {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 

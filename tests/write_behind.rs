@@ -11,33 +11,12 @@ mod support;
 
 use cache_runtime::{cached, Cache, FlusherBuilder, MemoryStore, Replay};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::stock::StockError;
 use support::Shared;
 use tokio::sync::oneshot;
-
-#[derive(Debug)]
-enum StockError {
-    Db(&'static str),
-    Cache(cache_runtime::Error),
-}
-
-impl From<cache_runtime::Error> for StockError {
-    fn from(e: cache_runtime::Error) -> Self {
-        StockError::Cache(e)
-    }
-}
-
-impl fmt::Display for StockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StockError::Db(e) => f.write_str(e),
-            StockError::Cache(e) => write!(f, "cache: {e}"),
-        }
-    }
-}
 
 /// The database: stock per SKU, body runs, failures on demand, and a gate
 /// that holds the next write until released.
@@ -93,7 +72,7 @@ impl Db {
         *self.running.lock().unwrap().get_mut(sku).unwrap() -= 1;
         let written = if self.down.load(SeqCst) || self.refused.lock().unwrap().contains(&qty) {
             self.failures.fetch_add(1, SeqCst);
-            Err(StockError::Db("database down"))
+            Err(StockError::Down)
         } else {
             self.rows.lock().unwrap().insert(sku.to_owned(), qty);
             Ok(())

@@ -11,19 +11,17 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::child::ChildProcess;
 use support::stock::Stock;
 use support::RedisServer;
 
 /// A `write-behind-worker` child process (see `tests/worker`).
 struct Worker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+    process: ChildProcess,
     consumer: String,
 }
 
@@ -39,53 +37,18 @@ struct Stopped {
 
 impl Worker {
     fn spawn(cache: &RedisServer, db: &RedisServer) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_write-behind-worker"))
-            .args([cache.url(), db.url()])
-            .args(["2", "1000"]) // body ms, claim idle ms
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start write-behind-worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        let mut worker = Worker {
-            child,
-            stdin,
-            lines,
-            consumer: String::new(),
-        };
-        worker.consumer = worker.expect("ready ");
-        worker
-    }
-
-    /// The rest of the next line, which must start with `prefix`.
-    fn expect(&self, prefix: &str) -> String {
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("write-behind-worker said nothing for 60 s"));
-        line.strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("expected `{prefix}...`, got `{line}`"))
-            .to_owned()
+        let mut command = Command::new(env!("CARGO_BIN_EXE_write-behind-worker"));
+        command.args([cache.url(), db.url()]).args(["2", "1000"]); // body ms, claim idle ms
+        let process = ChildProcess::spawn(&mut command, "write-behind-worker");
+        let consumer = process.expect("ready ");
+        Worker { process, consumer }
     }
 
     /// Closes its stdin: it drains, stops and reports.
     fn stop(mut self) -> Stopped {
-        drop(self.stdin.take());
-        let n: Vec<u64> = self
-            .expect("stopped ")
-            .split_whitespace()
-            .map(|n| n.parse().expect("a number"))
-            .collect();
-        let _ = self.child.wait();
+        self.process.close_stdin();
+        let n = self.process.expect_numbers("stopped ");
+        self.process.wait();
         Stopped {
             taken: n[0],
             claimed: n[1],
@@ -96,14 +59,7 @@ impl Worker {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

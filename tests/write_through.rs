@@ -99,11 +99,16 @@ impl App {
         Ok(found)
     }
 
-    #[cached(strategy = "write_through", key = "row:<row.id>", ttl = 60, cache = self.cache)]
-    async fn save(&self, row: Row) -> Result<Row, String> {
+    /// Commits `row`, then waits at the write gate, if set.
+    async fn commit(&self, row: Row) -> Result<Row, String> {
         let stored = self.db.commit(row)?;
         Self::wait_at(&self.write_gate).await;
         Ok(stored)
+    }
+
+    #[cached(strategy = "write_through", key = "row:<row.id>", ttl = 60, cache = self.cache)]
+    async fn save(&self, row: Row) -> Result<Row, String> {
+        self.commit(row).await
     }
 
     /// `row` in `version` names the returned row, not the argument.
@@ -115,9 +120,7 @@ impl App {
         cache = self.cache
     )]
     async fn save_versioned(&self, row: Row) -> Result<Row, String> {
-        let stored = self.db.commit(row)?;
-        Self::wait_at(&self.write_gate).await;
-        Ok(stored)
+        self.commit(row).await
     }
 
     /// Stores `row` as given, versioned by its update time (a closure).

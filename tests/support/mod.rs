@@ -2,6 +2,7 @@
 //! port, stopped when dropped, and a fake database that counts its loads.
 #![allow(dead_code)] // each test binary uses a part of it
 
+pub mod child;
 mod redis_server;
 pub mod stampede;
 pub mod stock;

@@ -17,20 +17,17 @@
 //!   and prints `holding <n>` once it runs: the lease is this process's
 //!   until the test kills it.
 
+#[path = "args.rs"]
+mod args;
 #[path = "../support/stampede.rs"]
 mod stampede;
 
+use args::arg;
 use cache_runtime::Cache;
 use stampede::Node;
 use std::io::{BufRead, Write};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, name: &str) -> T {
-    args.get(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("lease-worker: argument {i} ({name}) is missing or invalid"))
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

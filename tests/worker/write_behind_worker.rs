@@ -8,19 +8,16 @@
 //! <flushed> <coalesced> <failures> <dead_lettered>`. The tests kill some
 //! with SIGKILL instead.
 
+#[path = "args.rs"]
+mod args;
 #[path = "../support/stock.rs"]
 mod stock;
 
+use args::arg;
 use cache_runtime::Cache;
 use std::io::Read;
 use std::time::Duration;
 use stock::Stock;
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, name: &str) -> T {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| {
-        panic!("write-behind-worker: argument {i} ({name}) is missing or invalid")
-    })
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
