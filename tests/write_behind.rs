@@ -221,6 +221,20 @@ async fn writes_to_one_key_coalesce_and_the_last_wins(backend: &Shared) {
     assert_eq!(shop.db.runs.load(SeqCst), 3);
 }
 
+/// `stop()` flushes every write queued before it, the last ones
+/// included, however the backend's clock and the cache's compare.
+async fn stop_drains_every_write_queued_before_it(backend: &Shared) {
+    let shop = shop(backend).await;
+    for n in 0..3_000 {
+        shop.set_stock(&format!("sku{n}"), n).await.unwrap();
+    }
+    let report = flusher(&shop).batch(100).start().stop().await;
+    assert_eq!((report.flushed, report.left_pending), (3_000, 0));
+    let stats = Shop::STOCK.queue_for(&shop).stats().await.unwrap();
+    assert_eq!(stats.depth, 0, "{stats:?}");
+    assert_eq!(shop.db.row("sku2999"), Some(2_999));
+}
+
 /// `apple = 1` fails and waits for its retry; meanwhile `apple = 2` is
 /// written and flushed. The retry of 1 finds a newer write: it is
 /// acknowledged without running, and the database keeps 2.
@@ -586,6 +600,7 @@ async fn ten_thousand_writes_four_flushers_one_aborted(backend: &Shared) {
 on_shared_backends!(
     a_write_is_cached_at_once_pinned_and_flushed_later,
     writes_to_one_key_coalesce_and_the_last_wins,
+    stop_drains_every_write_queued_before_it,
     a_newer_write_is_never_overwritten_by_an_older_retry,
     one_keys_bodies_never_run_at_once,
     a_body_stuck_past_its_timeout_keeps_its_key_locked,
@@ -596,6 +611,24 @@ on_shared_backends!(
     arguments_another_build_queued_wait_for_it_then_are_dead_lettered,
     ten_thousand_writes_four_flushers_one_aborted,
 );
+
+/// The queue's ids come from the backend's clock, which may run ahead of
+/// the flusher's (here the flusher's is paused: 20 ms behind): `stop()`
+/// still drains every write queued before it.
+#[tokio::test(start_paused = true)]
+async fn a_drain_does_not_depend_on_the_clocks_agreeing() {
+    let shop = Arc::new(Shop {
+        cache: Cache::memory(),
+        db: Arc::default(),
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    for n in 0..300 {
+        shop.set_stock(&format!("sku{n}"), n).await.unwrap();
+    }
+    let report = flusher(&shop).batch(100).start().stop().await;
+    assert_eq!((report.flushed, report.left_pending), (300, 0));
+    assert_eq!(Shop::STOCK.queue_for(&shop).stats().await.unwrap().depth, 0);
+}
 
 /// On the in-memory backend a pending write's value is pinned: a full
 /// store evicts other entries, never it. Once flushed it is evictable.

@@ -179,6 +179,11 @@ impl QueueBackend for MemoryBackend {
         Ok(queue.deliver(&ids, consumer, Instant::now()))
     }
 
+    async fn newest(&self, q: &QueueKeys) -> Result<Option<EntryId>, BackendError> {
+        let mut queues = self.queues();
+        Ok(queues.queue(q).entries.keys().next_back().copied())
+    }
+
     async fn claim(
         &self,
         q: &QueueKeys,

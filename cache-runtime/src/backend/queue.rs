@@ -175,6 +175,9 @@ pub(crate) trait QueueBackend: Send + Sync {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<Entry>, BackendError>;
+    /// The newest entry not yet acknowledged (every write queued so far
+    /// is at or before it); `None` when there is none.
+    async fn newest(&self, q: &QueueKeys) -> Result<Option<EntryId>, BackendError>;
     /// Up to `count` entries pending for at least `idle` since their last
     /// delivery (their flusher died, or froze), now pending for `consumer`;
     /// the scan of pending entries starts after `cursor` and the returned
@@ -295,6 +298,9 @@ impl QueueBackend for Store {
         count: usize,
     ) -> Result<Vec<Entry>, BackendError> {
         dispatch!(self, b => b.read(q, consumer, count).await)
+    }
+    async fn newest(&self, q: &QueueKeys) -> Result<Option<EntryId>, BackendError> {
+        dispatch!(self, b => b.newest(q).await)
     }
     async fn claim(
         &self,

@@ -379,6 +379,23 @@ impl QueueBackend for RedisBackend {
         }
     }
 
+    async fn newest(&self, q: &QueueKeys) -> Result<Option<EntryId>, BackendError> {
+        let mut last = redis::cmd("XREVRANGE");
+        last.arg(&q.stream).arg("+").arg("-").arg("COUNT").arg(1);
+        let reply: Value = self.run(&last).await?;
+        let Value::Array(items) = reply else {
+            return Err(unexpected("XREVRANGE", &reply));
+        };
+        match items.into_iter().next() {
+            None => Ok(None),
+            Some(Value::Array(item)) => match item.into_iter().next().and_then(id_of) {
+                Some(id) => Ok(Some(id)),
+                None => Err(unexpected("XREVRANGE", &Value::Nil)),
+            },
+            Some(other) => Err(unexpected("XREVRANGE", &other)),
+        }
+    }
+
     async fn claim(
         &self,
         q: &QueueKeys,

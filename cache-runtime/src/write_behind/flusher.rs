@@ -368,8 +368,10 @@ struct Loop {
 struct Drain {
     /// When it stops, drained or not.
     until: Instant,
-    /// When it was asked (Unix ms): it reads writes queued before.
-    cutoff_ms: u64,
+    /// The newest write queued when it began to drain, once known: it
+    /// reads up to that one and no further. (An id, not a time: the ids come
+    /// from the backend's clock.)
+    last: Option<EntryId>,
     reading: bool,
 }
 
@@ -441,7 +443,7 @@ where
             if state.drain.is_none() && *stopping.borrow() {
                 state.drain = Some(Drain {
                     until: Instant::now() + self.config.drain_timeout,
-                    cutoff_ms: self.cache.now_ms(),
+                    last: None,
                     reading: true,
                 });
             }
@@ -572,6 +574,9 @@ where
             }
         }
         let read_room = room(&batch, &state.held);
+        if read_room > 0 && !self.drain_reads(state).await {
+            return (batch, true);
+        }
         let reading = state.drain.as_ref().is_none_or(|d| d.reading);
         if read_room > 0 && reading {
             let read = self
@@ -581,9 +586,10 @@ where
             match self.call(read).await {
                 Ok(new) => {
                     // Draining, it flushes what was queued before the stop:
-                    // once it meets a later write, it reads no more.
+                    // once it reaches the last of those, it reads no more.
                     if let Some(drain) = &mut state.drain {
-                        if new.iter().any(|e| e.id.ms > drain.cutoff_ms) {
+                        let past = |e: &Entry| drain.last.is_none_or(|last| e.id >= last);
+                        if new.len() < read_room || new.iter().any(past) {
                             drain.reading = false;
                         }
                     }
@@ -593,6 +599,24 @@ where
             }
         }
         (batch, failed)
+    }
+
+    /// Draining, learns the newest write queued so far, the last one it
+    /// reads (none: it reads no more). `false` when the
+    /// backend could not say; it asks again next round.
+    async fn drain_reads(&self, state: &mut Loop) -> bool {
+        let Some(drain) = state.drain.as_mut() else {
+            return true;
+        };
+        if !drain.reading || drain.last.is_some() {
+            return true;
+        }
+        match self.call(self.cache.backend().newest(&self.keys)).await {
+            Ok(Some(last)) => drain.last = Some(last),
+            Ok(None) => drain.reading = false,
+            Err(_) => return false,
+        }
+        true
     }
 
     /// Removes consumers that hold nothing and have been idle for twice
