@@ -9,7 +9,7 @@
 
 mod support;
 
-use cache_runtime::{cached, Cache, FlusherBuilder, MemoryStore, Replay};
+use cache_runtime::{cached, Cache, FlushStats, FlusherBuilder, MemoryStore, Replay};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -300,13 +300,37 @@ async fn one_keys_bodies_never_run_at_once(backend: &Shared) {
 /// cancelled, so its key stays locked until it returns, and `apple = 2`,
 /// queued meanwhile, runs after it: the database ends with 2.
 async fn a_body_stuck_past_its_timeout_keeps_its_key_locked(backend: &Shared) {
+    let (shop, report) = stuck_then_newer(backend, 10).await;
+    assert_eq!((report.failures, report.flushed), (1, 1), "{report:?}");
+    assert_eq!(shop.db.row("apple"), Some(2));
+}
+
+/// The same when the stuck attempt is the last: `apple = 1` is
+/// dead-lettered, and its key stays locked all the same.
+async fn a_stuck_last_attempt_keeps_its_key_locked(backend: &Shared) {
+    let (shop, report) = stuck_then_newer(backend, 1).await;
+    assert_eq!((report.dead_lettered, report.flushed), (1, 1), "{report:?}");
+    assert_eq!(shop.db.row("apple"), Some(2));
+    let letters = Shop::STOCK.queue_for(&shop).dead_letters(10).await.unwrap();
+    assert!(letters[0].error().contains("may still land"), "{letters:?}");
+}
+
+/// Writes `apple = 1`, whose body blocks its thread past its timeout, and
+/// once that attempt has failed (with `max_attempts`), `apple = 2`; checks
+/// that the older write never ran beside or after the newer.
+async fn stuck_then_newer(backend: &Shared, max_attempts: u32) -> (Arc<Shop>, FlushStats) {
     let shop = shop(backend).await;
     shop.db.blocking.lock().unwrap().insert(1);
     let flusher = flusher(&shop)
         .body_timeout(Duration::from_millis(100))
+        .max_attempts(max_attempts)
         .start();
     shop.set_stock("apple", 1).await.unwrap();
-    until("the first write to run", || shop.db.runs.load(SeqCst) == 1).await;
+    until("the first attempt to fail", || {
+        let stats = flusher.stats();
+        stats.failures == 1 && (max_attempts > 1 || stats.dead_lettered == 1)
+    })
+    .await;
     shop.set_stock("apple", 2).await.unwrap();
     until("the second write", || shop.db.row("apple") == Some(2)).await;
     drained(&shop).await;
@@ -317,7 +341,7 @@ async fn a_body_stuck_past_its_timeout_keeps_its_key_locked(backend: &Shared) {
     .await;
     assert_eq!(shop.db.row("apple"), Some(2), "the older write landed last");
     assert_eq!(shop.db.most_at_once.load(SeqCst), 1);
-    assert_eq!((report.failures, report.flushed), (1, 1), "{report:?}");
+    (shop, report)
 }
 
 /// During an outage a flusher takes no more than a batch (entries waiting
@@ -604,6 +628,7 @@ on_shared_backends!(
     a_newer_write_is_never_overwritten_by_an_older_retry,
     one_keys_bodies_never_run_at_once,
     a_body_stuck_past_its_timeout_keeps_its_key_locked,
+    a_stuck_last_attempt_keeps_its_key_locked,
     a_flusher_holds_at_most_a_batch_during_an_outage,
     the_database_down_for_a_while_delays_writes_and_loses_none,
     writes_past_their_attempts_are_dead_lettered_and_replayed,

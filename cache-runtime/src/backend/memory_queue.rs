@@ -300,7 +300,7 @@ impl QueueBackend for MemoryBackend {
         q: &QueueKeys,
         entry: &Entry,
         failure: &Failure<'_>,
-        token: Token,
+        release: Option<Token>,
     ) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
@@ -323,7 +323,9 @@ impl QueueBackend for MemoryBackend {
             self.remove(&entry.key);
         }
         queue.ack(entry.id);
-        queue.unlock(&entry.key, token);
+        if let Some(token) = release {
+            queue.unlock(&entry.key, token);
+        }
         Ok(latest)
     }
 

@@ -229,13 +229,15 @@ pub(crate) trait QueueBackend: Send + Sync {
     /// If the entry is its key's latest write: moves it to the dead letters
     /// with `error`, deletes the key's value (the database does not have
     /// it) and keeps the marker until the letter is replayed or discarded;
-    /// `true`. Else acknowledges it, superseded; `false`. Releases the lock.
+    /// `true`. Else acknowledges it, superseded; `false`. Releases the
+    /// flush lock held with `release`, if given (a body that would not
+    /// stop keeps it until it returns).
     async fn bury(
         &self,
         q: &QueueKeys,
         entry: &Entry,
         failure: &Failure<'_>,
-        token: Token,
+        release: Option<Token>,
     ) -> Result<bool, BackendError>;
     /// The queue's size.
     async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError>;
@@ -349,9 +351,9 @@ impl QueueBackend for Store {
         q: &QueueKeys,
         entry: &Entry,
         failure: &Failure<'_>,
-        token: Token,
+        release: Option<Token>,
     ) -> Result<bool, BackendError> {
-        dispatch!(self, b => b.bury(q, entry, failure, token).await)
+        dispatch!(self, b => b.bury(q, entry, failure, release).await)
     }
     async fn depth(&self, q: &QueueKeys) -> Result<Depth, BackendError> {
         dispatch!(self, b => b.depth(q).await)

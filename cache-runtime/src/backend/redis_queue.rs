@@ -72,8 +72,9 @@ if #redis.call('XPENDING', KEYS[3], ARGV[4], ARGV[1], ARGV[1], 1) == 0 then retu
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)";
 
 /// KEYS: stream, attempts, dead, value, marker, lock. ARGV: group, id, key,
-/// args, value, error, attempts, failed at (ms), token. Returns 1 when
-/// dead-lettered, 0 when superseded (acknowledged only).
+/// args, value, error, attempts, failed at (ms), the token of the lock to
+/// release ('' for none). Returns 1 when dead-lettered, 0 when superseded
+/// (acknowledged only).
 const BURY_LUA: &str = r"local latest = redis.call('GET', KEYS[5]) == ARGV[2]
 if latest then
   redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'k', ARGV[3], 'a', ARGV[4], 'v', ARGV[5], 'e', ARGV[6], 'n', ARGV[7], 't', ARGV[8])
@@ -83,7 +84,7 @@ end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
-if redis.call('GET', KEYS[6]) == ARGV[9] then redis.call('DEL', KEYS[6]) end
+if ARGV[9] ~= '' and redis.call('GET', KEYS[6]) == ARGV[9] then redis.call('DEL', KEYS[6]) end
 if latest then return 1 end
 return 0";
 
@@ -519,7 +520,7 @@ impl QueueBackend for RedisBackend {
         q: &QueueKeys,
         entry: &Entry,
         failure: &Failure<'_>,
-        token: Token,
+        release: Option<Token>,
     ) -> Result<bool, BackendError> {
         let mut invocation = BURY.prepare_invoke();
         invocation
@@ -537,7 +538,7 @@ impl QueueBackend for RedisBackend {
             .arg(failure.error)
             .arg(failure.attempts)
             .arg(failure.at_ms)
-            .arg(token.0);
+            .arg(release.map_or(String::new(), |t| t.0.to_string()));
         let buried: u64 = self.invoke(invocation).await?;
         Ok(buried == 1)
     }

@@ -737,7 +737,9 @@ where
             // Acknowledged meanwhile (superseded, by another flusher).
             Ok(None) => Tried::Done,
             Ok(Some(attempts)) if attempts >= self.config.max_attempts => {
-                self.bury(&entry, &error, attempts, token).await
+                // A stuck body's lock stays with `guard_stuck`.
+                let release = (!matches!(failed, Failed::Stuck)).then_some(token);
+                self.bury(&entry, &error, attempts, release).await
             }
             Ok(Some(attempts)) => {
                 tracing::warn!(
@@ -790,7 +792,10 @@ where
                 if let Some(task) = body.0.take() {
                     self.guard_stuck(task, key.to_owned(), token);
                 }
-                Err((message, Failed::Stuck))
+                Err((
+                    format!("{message} and did not stop: it may still land"),
+                    Failed::Stuck,
+                ))
             }
         }
     }
@@ -861,7 +866,13 @@ where
 
     /// Moves an entry to the dead letters, unless a newer write of its key
     /// supersedes it.
-    async fn bury(&self, entry: &Entry, error: &str, attempts: u32, token: Token) -> Tried {
+    async fn bury(
+        &self,
+        entry: &Entry,
+        error: &str,
+        attempts: u32,
+        release: Option<Token>,
+    ) -> Tried {
         tracing::error!(
             key = entry.key,
             function = self.spec.function,
@@ -877,7 +888,7 @@ where
         let bury = self
             .cache
             .backend()
-            .bury(&self.keys, entry, &failure, token);
+            .bury(&self.keys, entry, &failure, release);
         match self.call(bury).await {
             Ok(buried) => {
                 // Not buried: a newer write of the key carries its state.
