@@ -655,6 +655,21 @@ async fn a_drain_does_not_depend_on_the_clocks_agreeing() {
     assert_eq!(Shop::STOCK.queue_for(&shop).stats().await.unwrap().depth, 0);
 }
 
+/// The oldest write's age is measured on the queue's clock, which the
+/// write's id comes from, not on the cache's (paused here).
+#[tokio::test(start_paused = true)]
+async fn the_oldest_age_does_not_depend_on_the_clocks_agreeing() {
+    let shop = Arc::new(Shop {
+        cache: Cache::memory(),
+        db: Arc::default(),
+    });
+    shop.set_stock("apple", 1).await.unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = Shop::STOCK.queue_for(&shop).stats().await.unwrap();
+    let age = stats.oldest_age.expect("a write is queued");
+    assert!(age >= Duration::from_millis(200), "{stats:?}");
+}
+
 /// On the in-memory backend a pending write's value is pinned: a full
 /// store evicts other entries, never it. Once flushed it is evictable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

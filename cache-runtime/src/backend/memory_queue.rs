@@ -315,7 +315,7 @@ impl QueueBackend for MemoryBackend {
                     entry: entry.clone(),
                     error: failure.error.to_owned(),
                     attempts: failure.attempts,
-                    failed_at_ms: failure.at_ms,
+                    failed_at_ms: unix_ms(),
                 },
             );
             // Kept with no expiry while the letter waits for a replay.
@@ -337,6 +337,7 @@ impl QueueBackend for MemoryBackend {
             pending: queue.pending.len() as u64,
             oldest: queue.entries.keys().next().copied(),
             dead: queue.dead.len() as u64,
+            now_ms: unix_ms(),
         })
     }
 

@@ -128,6 +128,8 @@ pub(crate) struct Depth {
     pub(crate) oldest: Option<EntryId>,
     /// Dead letters.
     pub(crate) dead: u64,
+    /// The backend's clock (Unix ms), which the entry ids come from.
+    pub(crate) now_ms: u64,
 }
 
 /// An entry that failed every attempt.
@@ -268,7 +270,6 @@ pub(crate) trait QueueBackend: Send + Sync {
 pub(crate) struct Failure<'a> {
     pub(crate) error: &'a str,
     pub(crate) attempts: u32,
-    pub(crate) at_ms: u64,
 }
 
 macro_rules! dispatch {

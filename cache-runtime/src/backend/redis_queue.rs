@@ -72,19 +72,21 @@ if #redis.call('XPENDING', KEYS[3], ARGV[4], ARGV[1], ARGV[1], 1) == 0 then retu
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)";
 
 /// KEYS: stream, attempts, dead, value, marker, lock. ARGV: group, id, key,
-/// args, value, error, attempts, failed at (ms), the token of the lock to
-/// release ('' for none). Returns 1 when dead-lettered, 0 when superseded
-/// (acknowledged only).
+/// args, value, error, attempts, the token of the lock to release ('' for
+/// none). Returns 1 when dead-lettered, 0 when superseded (acknowledged
+/// only). The failure time is the server's, as the entry ids are.
 const BURY_LUA: &str = r"local latest = redis.call('GET', KEYS[5]) == ARGV[2]
 if latest then
-  redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'k', ARGV[3], 'a', ARGV[4], 'v', ARGV[5], 'e', ARGV[6], 'n', ARGV[7], 't', ARGV[8])
+  local t = redis.call('TIME')
+  local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'k', ARGV[3], 'a', ARGV[4], 'v', ARGV[5], 'e', ARGV[6], 'n', ARGV[7], 't', at)
   redis.call('DEL', KEYS[4])
   redis.call('PERSIST', KEYS[5])
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
-if ARGV[9] ~= '' and redis.call('GET', KEYS[6]) == ARGV[9] then redis.call('DEL', KEYS[6]) end
+if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) == ARGV[8] then redis.call('DEL', KEYS[6]) end
 if latest then return 1 end
 return 0";
 
@@ -104,14 +106,16 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 return {2, id}";
 
 /// KEYS: stream, dead. ARGV: group. Returns {entries, pending, oldest id
-/// or '', dead letters}.
-const DEPTH_LUA: &str = r"local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+/// or '', dead letters, the server's time in ms}.
+const DEPTH_LUA: &str = r"local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
 local pending = 0
 if type(p) == 'table' and p.err == nil then pending = p[1] end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local oldest = ''
 if #first > 0 then oldest = first[1][1] end
-return {redis.call('XLEN', KEYS[1]), pending, oldest, redis.call('XLEN', KEYS[2])}";
+return {redis.call('XLEN', KEYS[1]), pending, oldest, redis.call('XLEN', KEYS[2]), now}";
 
 /// KEYS: dead, marker. ARGV: dead letter id, the entry's id, marker
 /// retention (ms). Returns 1 when deleted.
@@ -537,7 +541,6 @@ impl QueueBackend for RedisBackend {
             .arg(entry.value.as_ref())
             .arg(failure.error)
             .arg(failure.attempts)
-            .arg(failure.at_ms)
             .arg(release.map_or(String::new(), |t| t.0.to_string()));
         let buried: u64 = self.invoke(invocation).await?;
         Ok(buried == 1)
@@ -550,13 +553,14 @@ impl QueueBackend for RedisBackend {
         let Value::Array(parts) = reply else {
             return Err(unexpected("queue depth", &reply));
         };
-        let [entries, pending, oldest, dead] = <[Value; 4]>::try_from(parts)
+        let [entries, pending, oldest, dead, now] = <[Value; 5]>::try_from(parts)
             .map_err(|parts| unexpected("queue depth", &Value::Array(parts)))?;
         Ok(Depth {
             entries: int(&entries).unwrap_or(0),
             pending: int(&pending).unwrap_or(0),
             oldest: id_of(oldest),
             dead: int(&dead).unwrap_or(0),
+            now_ms: int(&now).ok_or_else(|| unexpected("queue depth", &now))?,
         })
     }
 

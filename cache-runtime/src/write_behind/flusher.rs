@@ -880,11 +880,7 @@ where
             error,
             "write-behind write failed its last attempt; dead-lettering it"
         );
-        let failure = Failure {
-            error,
-            attempts,
-            at_ms: self.cache.now_ms(),
-        };
+        let failure = Failure { error, attempts };
         let bury = self
             .cache
             .backend()

@@ -128,13 +128,13 @@ impl<A> Queue<A> {
             .cache
             .guarded(self.cache.backend().depth(&self.keys))
             .await?;
-        let now = self.cache.now_ms();
+        // Both times are the backend's: the client's clock may differ.
         Ok(QueueStats {
             depth: depth.entries,
             pending: depth.pending,
             oldest_age: depth
                 .oldest
-                .map(|id| Duration::from_millis(now.saturating_sub(id.ms))),
+                .map(|id| Duration::from_millis(depth.now_ms.saturating_sub(id.ms))),
             dead_letters: depth.dead,
         })
     }
