@@ -105,6 +105,20 @@ impl Shop {
         self.db.write(sku, qty).await
     }
 
+    /// A second function writing the same keys, through its own queue.
+    #[cached(
+        strategy = "write_behind",
+        key = "stock:<sku>",
+        value = qty,
+        ttl = 60,
+        queue = "stock_bulk",
+        cache = self.cache,
+        handle = BULK
+    )]
+    async fn set_stock_in_bulk(&self, sku: &str, qty: u64) -> Result<(), StockError> {
+        self.db.write(sku, qty).await
+    }
+
     #[cached(key = "stock:<sku>", ttl = 60, cache = self.cache)]
     async fn stock(&self, sku: &str) -> Result<Option<u64>, StockError> {
         self.db.reads.fetch_add(1, SeqCst);
@@ -233,6 +247,33 @@ async fn stop_drains_every_write_queued_before_it(backend: &Shared) {
     let stats = Shop::STOCK.queue_for(&shop).stats().await.unwrap();
     assert_eq!(stats.depth, 0, "{stats:?}");
     assert_eq!(shop.db.row("sku2999"), Some(2_999));
+}
+
+/// Two functions write the same keys through two queues (whose entry ids
+/// can be equal): the later write wins whichever queue flushes first, and
+/// the earlier one never runs.
+async fn two_queues_writing_one_key_keep_its_order(backend: &Shared) {
+    let shop = shop(backend).await;
+    for n in 0..200 {
+        shop.set_stock(&format!("sku{n}"), 1).await.unwrap();
+        shop.set_stock_in_bulk(&format!("sku{n}"), 2).await.unwrap();
+    }
+    let bulk = Shop::BULK
+        .flusher_for(Arc::clone(&shop))
+        .start()
+        .stop()
+        .await;
+    let single = flusher(&shop).start().stop().await;
+    assert_eq!((bulk.flushed, bulk.coalesced), (200, 0), "{bulk:?}");
+    assert_eq!((single.body_runs, single.coalesced), (0, 200), "{single:?}");
+    for n in 0..200 {
+        let sku = format!("sku{n}");
+        assert_eq!(shop.db.row(&sku), Some(2), "{sku}");
+        assert_eq!(
+            shop.cache.get::<u64>(&format!("stock:{sku}")).await,
+            Some(2)
+        );
+    }
 }
 
 /// `apple = 1` fails and waits for its retry; meanwhile `apple = 2` is
@@ -625,6 +666,7 @@ on_shared_backends!(
     a_write_is_cached_at_once_pinned_and_flushed_later,
     writes_to_one_key_coalesce_and_the_last_wins,
     stop_drains_every_write_queued_before_it,
+    two_queues_writing_one_key_keep_its_order,
     a_newer_write_is_never_overwritten_by_an_older_retry,
     one_keys_bodies_never_run_at_once,
     a_body_stuck_past_its_timeout_keeps_its_key_locked,

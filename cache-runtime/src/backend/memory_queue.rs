@@ -15,16 +15,31 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
-/// The queues of one store, by stream key.
+/// The queues of one store, by stream key, and the write-behind state of
+/// its keys, which all queues share (as on Redis, where it lives beside
+/// the key): two functions writing one key take turns.
 #[derive(Debug, Default)]
-pub(crate) struct Queues(HashMap<String, Queue>);
+pub(crate) struct Queues {
+    queues: HashMap<String, Queue>,
+    keys: Keys,
+}
 
-/// A key's latest queued entry, and when the marker expires (never while
-/// that entry is pending).
-#[derive(Debug, Clone, Copy)]
+/// A key's latest queued entry (its queue and id), and when the marker
+/// expires (never while that entry is pending).
+#[derive(Debug, Clone)]
 struct Marker {
+    stream: String,
     id: EntryId,
     until: Option<Instant>,
+}
+
+/// The markers and flush locks of the store's keys.
+#[derive(Debug, Default)]
+struct Keys {
+    markers: HashMap<String, Marker>,
+    /// Markers count at which expired ones are next swept.
+    marker_sweep_at: usize,
+    locks: HashMap<String, (Token, Instant)>,
 }
 
 #[derive(Debug, Default)]
@@ -38,10 +53,6 @@ struct Queue {
     attempts: HashMap<EntryId, u32>,
     dead: BTreeMap<EntryId, Dead>,
     last_id: EntryId,
-    markers: HashMap<String, Marker>,
-    /// Markers count at which expired ones are next swept.
-    marker_sweep_at: usize,
-    locks: HashMap<String, (Token, Instant)>,
 }
 
 fn unix_ms() -> u64 {
@@ -65,48 +76,23 @@ impl Queue {
         self.last_id
     }
 
-    fn marker(&self, key: &str, now: Instant) -> Option<EntryId> {
-        self.markers
-            .get(key)
-            .filter(|m| m.until.is_none_or(|until| until > now))
-            .map(|m| m.id)
-    }
-
-    fn set_marker(&mut self, key: &str, id: EntryId, until: Option<Instant>, now: Instant) {
-        if self.markers.len() >= self.marker_sweep_at {
-            self.markers
-                .retain(|_, m| m.until.is_none_or(|until| until > now));
-            self.marker_sweep_at = 1_024.max(2 * self.markers.len());
-        }
-        self.markers.insert(key.to_owned(), Marker { id, until });
-    }
-
-    /// Keeps `key`'s marker for the retention period if it is `id`.
-    fn retire_marker(&mut self, key: &str, id: EntryId, now: Instant) -> bool {
-        match self.markers.get_mut(key) {
-            Some(m) if m.id == id => {
-                m.until = Some(now + MARKER_RETENTION);
-                true
-            }
-            _ => false,
-        }
-    }
-
     fn ack(&mut self, id: EntryId) {
         self.entries.remove(&id);
         self.pending.remove(&id);
         self.attempts.remove(&id);
     }
 
-    fn unlock(&mut self, key: &str, token: Token) {
-        if self.locks.get(key).is_some_and(|(held, _)| *held == token) {
-            self.locks.remove(key);
-        }
-    }
-
     /// Appends an entry, makes it its key's marker; the caller stores the
     /// value.
-    fn append(&mut self, key: &str, args: Bytes, value: Bytes, now: Instant) -> EntryId {
+    fn append(
+        &mut self,
+        keys: &mut Keys,
+        stream: &str,
+        key: &str,
+        args: Bytes,
+        value: Bytes,
+        now: Instant,
+    ) -> EntryId {
         let id = self.next_id();
         let entry = Entry {
             id,
@@ -115,7 +101,7 @@ impl Queue {
             value,
         };
         self.entries.insert(id, entry);
-        self.set_marker(key, id, None, now);
+        keys.set_marker(key, stream, id, None, now);
         id
     }
 
@@ -130,9 +116,57 @@ impl Queue {
     }
 }
 
+impl Keys {
+    /// Whether `key`'s latest write is entry `id` of queue `stream`.
+    fn is_latest(&self, key: &str, stream: &str, id: EntryId, now: Instant) -> bool {
+        self.markers.get(key).is_some_and(|m| {
+            m.until.is_none_or(|until| until > now) && m.stream == stream && m.id == id
+        })
+    }
+
+    fn set_marker(
+        &mut self,
+        key: &str,
+        stream: &str,
+        id: EntryId,
+        until: Option<Instant>,
+        now: Instant,
+    ) {
+        if self.markers.len() >= self.marker_sweep_at {
+            self.markers
+                .retain(|_, m| m.until.is_none_or(|until| until > now));
+            self.marker_sweep_at = 1_024.max(2 * self.markers.len());
+        }
+        let stream = stream.to_owned();
+        self.markers
+            .insert(key.to_owned(), Marker { stream, id, until });
+    }
+
+    /// Keeps `key`'s marker for the retention period if it is `id`.
+    fn retire_marker(&mut self, key: &str, stream: &str, id: EntryId, now: Instant) {
+        if self.is_latest(key, stream, id, now) {
+            if let Some(m) = self.markers.get_mut(key) {
+                m.until = Some(now + MARKER_RETENTION);
+            }
+        }
+    }
+
+    fn unlock(&mut self, key: &str, token: Token) {
+        if self.locks.get(key).is_some_and(|(held, _)| *held == token) {
+            self.locks.remove(key);
+        }
+    }
+}
+
 impl Queues {
     fn queue(&mut self, q: &QueueKeys) -> &mut Queue {
-        self.0.entry(q.stream.clone()).or_default()
+        self.open(q).0
+    }
+
+    /// Queue `q`, and the keys' state.
+    fn open(&mut self, q: &QueueKeys) -> (&mut Queue, &mut Keys) {
+        let queue = self.queues.entry(q.stream.clone()).or_default();
+        (queue, &mut self.keys)
     }
 }
 
@@ -145,9 +179,8 @@ impl QueueBackend for MemoryBackend {
         args: Bytes,
     ) -> Result<EntryId, BackendError> {
         let mut queues = self.queues();
-        let id = queues
-            .queue(q)
-            .append(key, args, value.clone(), Instant::now());
+        let (queue, keys) = queues.open(q);
+        let id = queue.append(keys, &q.stream, key, args, value.clone(), Instant::now());
         self.put(key, value, None);
         Ok(id)
     }
@@ -216,7 +249,7 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<Begin, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let queue = queues.queue(q);
+        let (queue, keys) = queues.open(q);
         if queue
             .pending
             .get(&entry.id)
@@ -224,19 +257,18 @@ impl QueueBackend for MemoryBackend {
         {
             return Ok(Begin::Lost);
         }
-        if queue.marker(&entry.key, now) != Some(entry.id) {
+        if !keys.is_latest(&entry.key, &q.stream, entry.id, now) {
             queue.ack(entry.id);
             return Ok(Begin::Superseded);
         }
-        if queue
+        if keys
             .locks
             .get(&entry.key)
             .is_some_and(|(_, until)| *until > now)
         {
             return Ok(Begin::Busy);
         }
-        queue
-            .locks
+        keys.locks
             .insert(entry.key.clone(), (token, now + lock_ttl));
         if let Some((_, at)) = queue.pending.get_mut(&entry.id) {
             *at = now;
@@ -263,13 +295,13 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<(), BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let queue = queues.queue(q);
+        let (queue, keys) = queues.open(q);
         queue.ack(entry.id);
-        if queue.marker(&entry.key, now) == Some(entry.id) {
-            queue.set_marker(&entry.key, entry.id, Some(now + MARKER_RETENTION), now);
+        if keys.is_latest(&entry.key, &q.stream, entry.id, now) {
+            keys.retire_marker(&entry.key, &q.stream, entry.id, now);
             self.put(&entry.key, value, Some(ttl));
         }
-        queue.unlock(&entry.key, token);
+        keys.unlock(&entry.key, token);
         Ok(())
     }
 
@@ -281,8 +313,8 @@ impl QueueBackend for MemoryBackend {
         hold: Duration,
     ) -> Result<Option<u32>, BackendError> {
         let mut queues = self.queues();
-        let queue = queues.queue(q);
-        if let Some((held, until)) = queue.locks.get_mut(&entry.key) {
+        let (queue, keys) = queues.open(q);
+        if let Some((held, until)) = keys.locks.get_mut(&entry.key) {
             if *held == token {
                 *until = Instant::now() + hold;
             }
@@ -304,8 +336,8 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let queue = queues.queue(q);
-        let latest = queue.marker(&entry.key, now) == Some(entry.id);
+        let (queue, keys) = queues.open(q);
+        let latest = keys.is_latest(&entry.key, &q.stream, entry.id, now);
         if latest {
             let id = queue.next_id();
             queue.dead.insert(
@@ -319,12 +351,12 @@ impl QueueBackend for MemoryBackend {
                 },
             );
             // Kept with no expiry while the letter waits for a replay.
-            queue.set_marker(&entry.key, entry.id, None, now);
+            keys.set_marker(&entry.key, &q.stream, entry.id, None, now);
             self.remove(&entry.key);
         }
         queue.ack(entry.id);
         if let Some(token) = release {
-            queue.unlock(&entry.key, token);
+            keys.unlock(&entry.key, token);
         }
         Ok(latest)
     }
@@ -349,19 +381,19 @@ impl QueueBackend for MemoryBackend {
     async fn replay(&self, q: &QueueKeys, dead: &Dead) -> Result<Replayed, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let queue = queues.queue(q);
+        let (queue, keys) = queues.open(q);
         let Some(letter) = queue.dead.get(&dead.id) else {
             return Ok(Replayed::Missing);
         };
         let key = letter.entry.key.clone();
-        if queue.marker(&key, now) != Some(letter.entry.id) {
+        if !keys.is_latest(&key, &q.stream, letter.entry.id, now) {
             return Ok(Replayed::Superseded);
         }
         let Some(letter) = queue.dead.remove(&dead.id) else {
             return Ok(Replayed::Missing);
         };
         let value = letter.entry.value;
-        let id = queue.append(&key, letter.entry.args, value.clone(), now);
+        let id = queue.append(keys, &q.stream, &key, letter.entry.args, value.clone(), now);
         self.put(&key, value, None);
         Ok(Replayed::Queued(id))
     }
@@ -369,11 +401,11 @@ impl QueueBackend for MemoryBackend {
     async fn discard(&self, q: &QueueKeys, dead: &Dead) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let queue = queues.queue(q);
+        let (queue, keys) = queues.open(q);
         if queue.dead.remove(&dead.id).is_none() {
             return Ok(false);
         }
-        queue.retire_marker(&dead.entry.key, dead.entry.id, now);
+        keys.retire_marker(&dead.entry.key, &q.stream, dead.entry.id, now);
         Ok(true)
     }
 
@@ -388,13 +420,13 @@ impl QueueBackend for MemoryBackend {
 
     async fn hold(
         &self,
-        q: &QueueKeys,
+        _: &QueueKeys,
         key: &str,
         token: Token,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let mut queues = self.queues();
-        match queues.queue(q).locks.get_mut(key) {
+        match queues.keys.locks.get_mut(key) {
             Some((held, until)) if *held == token => {
                 *until = Instant::now() + ttl;
                 Ok(true)

@@ -8,7 +8,8 @@
 //! pending entries to be claimed by another once they are idle. Beside
 //! each written key `K` live two more keys (in `K`'s cluster slot):
 //!
-//! - `{K}:wb`, the marker: the id of the latest entry queued for `K`. It
+//! - `{K}:wb`, the marker: the latest entry queued for `K` (its id and
+//!   queue: two functions may write one key, each with its queue). It
 //!   has no TTL while that entry is pending or dead-lettered, and keeps the
 //!   id for a day after it is flushed, so that a replayed dead letter can
 //!   tell whether a newer write came since. An entry whose id is not the
