@@ -204,8 +204,10 @@ pub(crate) trait QueueBackend: Send + Sync {
         token: Token,
         lock_ttl: Duration,
     ) -> Result<Begin, BackendError>;
-    /// Acknowledges entries superseded by a newer write of their key.
-    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<(), BackendError>;
+    /// Acknowledges entries superseded by a newer write of their key;
+    /// returns how many were still pending (the rest were acknowledged
+    /// meanwhile, by another flusher).
+    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<u64, BackendError>;
     /// After the body succeeded: acknowledges the entry; if it is still its
     /// key's latest write, stores `value` under the key for `ttl` (cancelling
     /// its lease) and keeps the marker for [`MARKER_RETENTION`]; releases
@@ -326,7 +328,7 @@ impl QueueBackend for Store {
     ) -> Result<Begin, BackendError> {
         dispatch!(self, b => b.begin(q, consumer, entry, token, lock_ttl).await)
     }
-    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<(), BackendError> {
+    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<u64, BackendError> {
         dispatch!(self, b => b.ack(q, ids).await)
     }
     async fn commit(

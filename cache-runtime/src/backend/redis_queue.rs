@@ -45,13 +45,15 @@ if not redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', ARGV[5]) then return 'bus
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 'go'";
 
-/// KEYS: stream, attempts. ARGV: group, ids...
-const ACK_LUA: &str = r"for i = 2, #ARGV do
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+/// KEYS: stream, attempts. ARGV: group, ids... Returns how many were
+/// pending.
+const ACK_LUA: &str = r"local acked = 0
+for i = 2, #ARGV do
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
   redis.call('XDEL', KEYS[1], ARGV[i])
   redis.call('HDEL', KEYS[2], ARGV[i])
 end
-return 1";
+return acked";
 
 /// KEYS: stream, attempts, value, marker, lease, lock. ARGV: group, id,
 /// value, TTL (ms), token, marker retention (ms), marker tag.
@@ -472,9 +474,9 @@ impl QueueBackend for RedisBackend {
         }
     }
 
-    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<(), BackendError> {
+    async fn ack(&self, q: &QueueKeys, ids: &[EntryId]) -> Result<u64, BackendError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut invocation = ACK.prepare_invoke();
         invocation.key(&q.stream).key(&q.attempts).arg(GROUP);

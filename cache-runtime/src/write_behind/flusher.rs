@@ -646,8 +646,8 @@ where
         if !older.is_empty() {
             let ids: Vec<EntryId> = older.iter().map(|e| e.id).collect();
             match self.call(self.cache.backend().ack(&self.keys, &ids)).await {
-                Ok(()) => {
-                    add(&self.counters.coalesced, ids.len() as u64);
+                Ok(acked) => {
+                    add(&self.counters.coalesced, acked);
                     outcomes.extend(ids.into_iter().map(|id| (id, Tried::Done)));
                 }
                 Err(_) => {
