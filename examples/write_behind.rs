@@ -11,7 +11,7 @@
 //! REDIS_URL=redis://127.0.0.1:6379/ cargo run --release --example write_behind
 //! ```
 
-use cache_runtime::{cached, Cache, FlushStats};
+use cache_runtime::{cached, Cache, FlushStats, QueueStats};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -209,17 +209,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             acknowledged as f64 / inventory.db.writes.load(SeqCst).max(1) as f64
         ),
     );
-    row(
-        "queue as the outage began",
-        format!("{} pending, oldest {:?}", during.depth, during.oldest_age),
-    );
-    row(
-        "queue as the outage ended",
-        format!(
-            "{} pending, oldest {:?}",
-            outage_end.depth, outage_end.oldest_age
-        ),
-    );
+    row("queue as the outage began", queue_state(&during));
+    row("queue as the outage ended", queue_state(&outage_end));
     row(
         "queue at the end",
         format!(
@@ -235,4 +226,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert!(all_landed && last.len() as u64 == SKUS);
     Ok(())
+}
+
+/// "462 pending, the oldest queued 152 ms ago".
+fn queue_state(stats: &QueueStats) -> String {
+    match stats.oldest_age {
+        Some(age) => format!(
+            "{} pending, the oldest queued {} ms ago",
+            stats.depth,
+            age.as_millis()
+        ),
+        None => "empty".to_owned(),
+    }
 }
