@@ -315,6 +315,54 @@ async fn newer_and_equal_versions_replace_older_ones_do_not(backend: &Shared) {
     assert_eq!(a.cache.stats().versions_refused, 2);
 }
 
+/// A row deleted and created again, its revision starting over: the old
+/// row's version outlives the delete, so the new row's writes are refused;
+/// each refusal deletes what a reader cached meanwhile (it is not the
+/// value stored with the newer version), so readers get the current row.
+async fn a_row_created_again_is_not_served_stale(backend: &Shared) {
+    let db = Arc::new(Db::default());
+    let a = App::new(backend, &db).await;
+    for _ in 0..5 {
+        a.save_versioned(row(1, "Ada")).await.unwrap();
+    }
+    assert_eq!(a.remove(1).await, Ok(None), "the row is deleted");
+    db.versions.store(0, SeqCst);
+    a.save_versioned(row(1, "Grace")).await.unwrap();
+    assert_eq!(a.get(1).await.unwrap().unwrap().name, "Grace");
+    let hopper = a.save_versioned(row(1, "Hopper")).await.unwrap();
+    assert_eq!(a.cache.stats().versions_refused, 2);
+    assert_eq!(
+        a.get(1).await,
+        Ok(Some(hopper)),
+        "not the row loaded before"
+    );
+}
+
+/// A refused write also cancels the key's lease: a reader that read the
+/// database before it ("no row") does not cache what it read.
+async fn a_refused_write_cancels_the_lease(backend: &Shared) {
+    let db = Arc::new(Db::default());
+    let (a, b) = (App::new(backend, &db).await, App::new(backend, &db).await);
+    for _ in 0..5 {
+        b.save_versioned(row(1, "Ada")).await.unwrap();
+    }
+    b.remove(1).await.unwrap();
+    db.versions.store(0, SeqCst);
+    let (release, gate) = oneshot::channel();
+    *a.read_gate.lock().unwrap() = Some(gate);
+    let load = tokio::spawn({
+        let a = Arc::clone(&a);
+        async move { a.get(1).await }
+    });
+    while a.reads.load(SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let grace = b.save_versioned(row(1, "Grace")).await.unwrap();
+    release.send(()).unwrap();
+    assert_eq!(load.await.unwrap(), Ok(None), "what it read");
+    assert_eq!(b.get(1).await, Ok(Some(grace)), "not what it read");
+}
+
 on_shared_backends!(
     a_write_stores_its_row_and_beats_a_load_in_flight,
     a_failed_write_leaves_the_cache_untouched,
@@ -322,6 +370,8 @@ on_shared_backends!(
     a_value_that_does_not_encode_deletes_the_key,
     the_newer_version_stays_when_cache_writes_cross,
     newer_and_equal_versions_replace_older_ones_do_not,
+    a_row_created_again_is_not_served_stale,
+    a_refused_write_cancels_the_lease,
 );
 
 /// Redis frozen during the cache write: the call still succeeds (the

@@ -134,13 +134,17 @@ async fn drop_stale(cache: &Cache, key: &str, spec: &Spec) {
 
 /// A version for `#[cached(strategy = "write_through", version = ...)]`:
 /// an order on the values written through a key, newer is greater. Row
-/// versions (integers) and update times (`SystemTime`, in milliseconds)
-/// are versions; for another type (a `chrono` time, a `uuid` v7), give
-/// `version = updated_at.timestamp_millis()` or implement this trait.
+/// versions (integers up to 64 bits) and update times (`SystemTime`, in
+/// microseconds, as databases keep them) are versions; for another type (a
+/// `chrono` time), give `version = updated_at.timestamp_micros()` or
+/// implement this trait. Two values of one version are stored in the order
+/// they arrive: a version must grow with every write of the row.
+/// (128-bit integers are not versions: most do not fit the 64 bits a
+/// version is kept in, and would all look equal.)
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a cache version: a version is an integer or a `SystemTime` (newer is greater)",
     label = "the version of the written value",
-    note = "convert it, like `version = user.updated_at.timestamp_millis()`, or implement `cache_runtime::CacheVersion` for `{Self}`"
+    note = "convert it, like `version = user.updated_at.timestamp_micros()`, or implement `cache_runtime::CacheVersion` for `{Self}`"
 )]
 pub trait CacheVersion {
     /// The version as an unsigned integer that orders as `self` does.
@@ -156,7 +160,7 @@ macro_rules! unsigned_versions {
         }
     )*};
 }
-unsigned_versions!(u8, u16, u32, u64, u128, usize);
+unsigned_versions!(u8, u16, u32, u64, usize);
 
 macro_rules! signed_versions {
     ($($t:ty),*) => {$(
@@ -177,10 +181,10 @@ impl CacheVersion for isize {
 }
 
 impl CacheVersion for SystemTime {
-    /// Milliseconds since the Unix epoch; times before it are 0.
+    /// Microseconds since the Unix epoch; times before it are 0.
     fn version_key(&self) -> u64 {
         self.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 }
 
@@ -200,10 +204,9 @@ mod tests {
         let keys: Vec<u64> = signed.iter().map(CacheVersion::version_key).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
         assert_eq!(7u32.version_key(), 7);
-        assert_eq!(u128::MAX.version_key(), u64::MAX);
-        let t = UNIX_EPOCH + Duration::from_millis(1_790_000_000_123);
-        assert_eq!(t.version_key(), 1_790_000_000_123);
-        assert!(t.version_key() < (t + Duration::from_millis(1)).version_key());
+        let t = UNIX_EPOCH + Duration::from_micros(1_790_000_000_123_456);
+        assert_eq!(t.version_key(), 1_790_000_000_123_456);
+        assert!(t.version_key() < (t + Duration::from_micros(1)).version_key());
         assert_eq!((UNIX_EPOCH - Duration::from_secs(1)).version_key(), 0);
         assert_eq!((&&5u64).version_key(), 5);
     }

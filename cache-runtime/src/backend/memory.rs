@@ -69,8 +69,9 @@ struct Shard {
     leases: HashMap<String, Lease, RandomState>,
     /// The lease count at which expired leases are next swept.
     lease_sweep_at: usize,
-    /// The newest version written through each key, with its expiry.
-    versions: HashMap<String, (u64, Instant), RandomState>,
+    /// The newest version written through each key, with its expiry and
+    /// the value stored with it.
+    versions: HashMap<String, (u64, Instant, Bytes), RandomState>,
     clock: u64,
     rng: fastrand::Rng,
 }
@@ -305,16 +306,23 @@ impl Backend for MemoryBackend {
     ) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut shard = self.shard(key);
-        let newer = |(held, until): &(u64, Instant)| *until > now && *held > version;
-        if shard.versions.get(key).is_some_and(newer) {
+        let newer = |(held, until, _): &&(u64, Instant, Bytes)| *until > now && *held > version;
+        if let Some((_, _, stored)) = shard.versions.get(key).filter(newer) {
+            let holds_it = shard
+                .map
+                .get(key)
+                .is_some_and(|e| e.expires_at > now && e.value == stored);
+            if !holds_it {
+                shard.map.swap_remove(key);
+                shard.leases.remove(key);
+            }
             return Ok(false);
         }
         if shard.versions.len() > 2 * self.shard_capacity {
-            shard.versions.retain(|_, (_, until)| *until > now);
+            shard.versions.retain(|_, (_, until, _)| *until > now);
         }
-        shard
-            .versions
-            .insert(key.to_owned(), (version, deadline(now, ttl)));
+        let entry = (version, deadline(now, ttl), value.clone());
+        shard.versions.insert(key.to_owned(), entry);
         shard.leases.remove(key);
         shard.insert(key, value, ttl, now, self.shard_capacity);
         Ok(true)

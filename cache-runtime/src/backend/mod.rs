@@ -102,7 +102,10 @@ pub(crate) trait Backend: Send + Sync {
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError>;
     /// Stores `value` under `key` for `ttl` and cancels the key's lease, as
     /// [`set`](Self::set), unless the key holds a newer version than
-    /// `version` (kept beside it for `ttl`); `false` when refused.
+    /// `version` (kept beside it for `ttl`); `false` when refused. A
+    /// refusal also deletes the key and its lease unless the key holds the
+    /// value stored with the newer version: what it holds instead (a load
+    /// made after a delete) may be older than this write.
     async fn set_versioned(
         &self,
         key: &str,

@@ -43,12 +43,18 @@ redis.call('DEL', KEYS[2])
 return 1";
 
 /// KEYS: value, lease, version. ARGV: value, TTL (ms), version (20 digits,
-/// so that versions compare as strings). Returns 1 when stored, 0 when the
-/// key holds a newer version.
+/// so that versions compare as strings). The version key holds the version
+/// and the SHA-1 of the value stored with it. Returns 1 when stored, 0 when
+/// the key holds a newer version (then the value and lease are deleted
+/// unless the value is the one stored with it).
 const SET_VERSIONED_LUA: &str = r"local held = redis.call('GET', KEYS[3])
-if held and held > ARGV[3] then return 0 end
+if held and string.sub(held, 1, 20) > ARGV[3] then
+  local v = redis.call('GET', KEYS[1])
+  if not v or redis.sha1hex(v) ~= string.sub(held, 21) then redis.call('DEL', KEYS[1], KEYS[2]) end
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3] .. redis.sha1hex(ARGV[1]), 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 return 1";
 
