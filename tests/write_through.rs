@@ -173,20 +173,32 @@ async fn db_with_ada(app: &App) {
     app.db.commit(row(1, "Ada")).unwrap();
 }
 
-async fn a_write_stores_its_row_and_beats_a_load_in_flight(backend: &Shared) {
-    let db = Arc::new(Db::default());
-    let (a, b) = (App::new(backend, &db).await, App::new(backend, &db).await);
-    db_with_ada(&a).await;
-    // a's load reads Ada and holds the lease, then b writes Grace.
+/// Starts `a.get(1)` and waits until it has read the database (holding
+/// the lease); it goes on when the sender is used.
+async fn load_held_after_its_read(
+    a: &Arc<App>,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<Option<Row>, String>>,
+) {
     let (release, gate) = oneshot::channel();
     *a.read_gate.lock().unwrap() = Some(gate);
     let load = tokio::spawn({
-        let a = Arc::clone(&a);
+        let a = Arc::clone(a);
         async move { a.get(1).await }
     });
     while a.reads.load(SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    (release, load)
+}
+
+async fn a_write_stores_its_row_and_beats_a_load_in_flight(backend: &Shared) {
+    let db = Arc::new(Db::default());
+    let (a, b) = (App::new(backend, &db).await, App::new(backend, &db).await);
+    db_with_ada(&a).await;
+    // a's load reads Ada and holds the lease, then b writes Grace.
+    let (release, load) = load_held_after_its_read(&a).await;
     let written = b.save(row(1, "Grace")).await.unwrap();
     assert_eq!((written.name.as_str(), written.version), ("Grace", 2));
     release.send(()).unwrap();
@@ -348,15 +360,7 @@ async fn a_refused_write_cancels_the_lease(backend: &Shared) {
     }
     b.remove(1).await.unwrap();
     db.versions.store(0, SeqCst);
-    let (release, gate) = oneshot::channel();
-    *a.read_gate.lock().unwrap() = Some(gate);
-    let load = tokio::spawn({
-        let a = Arc::clone(&a);
-        async move { a.get(1).await }
-    });
-    while a.reads.load(SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let (release, load) = load_held_after_its_read(&a).await;
     let grace = b.save_versioned(row(1, "Grace")).await.unwrap();
     release.send(()).unwrap();
     assert_eq!(load.await.unwrap(), Ok(None), "what it read");
