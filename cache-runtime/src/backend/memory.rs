@@ -291,9 +291,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
-        let mut shard = self.shard(key);
-        shard.leases.remove(key);
-        shard.insert(key, value, ttl, Instant::now(), self.shard_capacity);
+        self.put(key, value, Some(ttl));
         Ok(())
     }
 

@@ -160,12 +160,15 @@ impl Keys {
 
 impl Queues {
     fn queue(&mut self, q: &QueueKeys) -> &mut Queue {
-        self.open(q).0
+        self.open(&q.stream).0
     }
 
-    /// Queue `q`, and the keys' state.
-    fn open(&mut self, q: &QueueKeys) -> (&mut Queue, &mut Keys) {
-        let queue = self.queues.entry(q.stream.clone()).or_default();
+    /// The queue of `stream`, and the keys' state.
+    fn open(&mut self, stream: &str) -> (&mut Queue, &mut Keys) {
+        if !self.queues.contains_key(stream) {
+            self.queues.insert(stream.to_owned(), Queue::default());
+        }
+        let queue = self.queues.get_mut(stream).expect("inserted above");
         (queue, &mut self.keys)
     }
 }
@@ -173,14 +176,14 @@ impl Queues {
 impl QueueBackend for MemoryBackend {
     async fn enqueue(
         &self,
-        q: &QueueKeys,
+        stream: &str,
         key: &str,
         value: Bytes,
         args: Bytes,
     ) -> Result<EntryId, BackendError> {
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
-        let id = queue.append(keys, &q.stream, key, args, value.clone(), Instant::now());
+        let (queue, keys) = queues.open(stream);
+        let id = queue.append(keys, stream, key, args, value.clone(), Instant::now());
         self.put(key, value, None);
         Ok(id)
     }
@@ -249,7 +252,7 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<Begin, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
+        let (queue, keys) = queues.open(&q.stream);
         if queue
             .pending
             .get(&entry.id)
@@ -297,7 +300,7 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<(), BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
+        let (queue, keys) = queues.open(&q.stream);
         queue.ack(entry.id);
         if keys.is_latest(&entry.key, &q.stream, entry.id, now) {
             keys.retire_marker(&entry.key, &q.stream, entry.id, now);
@@ -315,7 +318,7 @@ impl QueueBackend for MemoryBackend {
         hold: Duration,
     ) -> Result<Option<u32>, BackendError> {
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
+        let (queue, keys) = queues.open(&q.stream);
         if let Some((held, until)) = keys.locks.get_mut(&entry.key) {
             if *held == token {
                 *until = Instant::now() + hold;
@@ -338,7 +341,7 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
+        let (queue, keys) = queues.open(&q.stream);
         let latest = keys.is_latest(&entry.key, &q.stream, entry.id, now);
         if latest {
             let id = queue.next_id();
@@ -383,7 +386,7 @@ impl QueueBackend for MemoryBackend {
     async fn replay(&self, q: &QueueKeys, dead: &Dead) -> Result<Replayed, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
+        let (queue, keys) = queues.open(&q.stream);
         let Some(letter) = queue.dead.get(&dead.id) else {
             return Ok(Replayed::Missing);
         };
@@ -403,7 +406,7 @@ impl QueueBackend for MemoryBackend {
     async fn discard(&self, q: &QueueKeys, dead: &Dead) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut queues = self.queues();
-        let (queue, keys) = queues.open(q);
+        let (queue, keys) = queues.open(&q.stream);
         if queue.dead.remove(&dead.id).is_none() {
             return Ok(false);
         }
@@ -449,8 +452,13 @@ mod tests {
     async fn an_entry_is_acknowledged_once() {
         let m = MemoryBackend::new(100);
         let q = QueueKeys::new("t", "q");
-        let old = m.enqueue(&q, "k", "1".into(), Bytes::new()).await.unwrap();
-        m.enqueue(&q, "k", "2".into(), Bytes::new()).await.unwrap();
+        let old = m
+            .enqueue(&q.stream, "k", "1".into(), Bytes::new())
+            .await
+            .unwrap();
+        m.enqueue(&q.stream, "k", "2".into(), Bytes::new())
+            .await
+            .unwrap();
         assert_eq!(m.read(&q, "a", 10).await.unwrap().len(), 2);
         assert_eq!(m.ack(&q, &[old]).await.unwrap(), 1);
         assert_eq!(m.ack(&q, &[old]).await.unwrap(), 0);

@@ -79,12 +79,17 @@ impl QueueKeys {
     /// Not under the schema version: a queue must survive the deploy that
     /// bumps it, and be flushed by the new build.
     pub(crate) fn new(namespace: &str, name: &str) -> QueueKeys {
-        let stream = format!("{namespace}:wb:{{{name}}}");
+        let stream = QueueKeys::stream(namespace, name);
         QueueKeys {
             dead: format!("{stream}:dead"),
             attempts: format!("{stream}:attempts"),
             stream,
         }
+    }
+
+    /// The log of queue `name` alone, for a call that only appends.
+    pub(crate) fn stream(namespace: &str, name: &str) -> String {
+        format!("{namespace}:wb:{{{name}}}")
     }
 }
 
@@ -159,10 +164,10 @@ pub(crate) enum Replayed {
 /// The queue operations of a backend. Each is atomic.
 pub(crate) trait QueueBackend: Send + Sync {
     /// Stores `value` under `key` with no TTL, cancels the key's lease,
-    /// appends the entry and makes it the key's marker.
+    /// appends the entry to `stream` and makes it the key's marker.
     async fn enqueue(
         &self,
-        q: &QueueKeys,
+        stream: &str,
         key: &str,
         value: Bytes,
         args: Bytes,
@@ -287,12 +292,12 @@ macro_rules! dispatch {
 impl QueueBackend for Store {
     async fn enqueue(
         &self,
-        q: &QueueKeys,
+        stream: &str,
         key: &str,
         value: Bytes,
         args: Bytes,
     ) -> Result<EntryId, BackendError> {
-        dispatch!(self, b => b.enqueue(q, key, value, args).await)
+        dispatch!(self, b => b.enqueue(stream, key, value, args).await)
     }
     async fn join(&self, q: &QueueKeys) -> Result<(), BackendError> {
         dispatch!(self, b => b.join(q).await)

@@ -22,20 +22,19 @@ use redis::{Script, Value};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-/// KEYS: value, lease, marker, stream. ARGV: value, key, args, the
-/// queue's marker tag.
+/// KEYS: value, lease, marker, stream. ARGV: value, key, args.
 const ENQUEUE_LUA: &str = r"local id = redis.call('XADD', KEYS[4], '*', 'k', ARGV[2], 'a', ARGV[3], 'v', ARGV[1])
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], id .. ARGV[4])
+redis.call('SET', KEYS[3], id .. ' ' .. KEYS[4])
 redis.call('DEL', KEYS[2])
 return id";
 
 /// KEYS: stream, attempts, marker, lock. ARGV: group, consumer, id, token,
-/// lock TTL (ms), marker tag.
+/// lock TTL (ms).
 const BEGIN_LUA: &str = r"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 'lost' end
 local m = redis.call('GET', KEYS[3])
-if m ~= ARGV[3] .. ARGV[6] then
+if m ~= ARGV[3] .. ' ' .. KEYS[1] then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
   redis.call('XDEL', KEYS[1], ARGV[3])
   redis.call('HDEL', KEYS[2], ARGV[3])
@@ -56,11 +55,11 @@ end
 return acked";
 
 /// KEYS: stream, attempts, value, marker, lease, lock. ARGV: group, id,
-/// value, TTL (ms), token, marker retention (ms), marker tag.
+/// value, TTL (ms), token, marker retention (ms).
 const COMMIT_LUA: &str = r"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
-if redis.call('GET', KEYS[4]) == ARGV[2] .. ARGV[7] then
+if redis.call('GET', KEYS[4]) == ARGV[2] .. ' ' .. KEYS[1] then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[6])
   redis.call('DEL', KEYS[5])
@@ -76,9 +75,9 @@ return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)";
 
 /// KEYS: stream, attempts, dead, value, marker, lock. ARGV: group, id, key,
 /// args, value, error, attempts, the token of the lock to release ('' for
-/// none), marker tag. Returns 1 when dead-lettered, 0 when superseded (acknowledged
+/// none). Returns 1 when dead-lettered, 0 when superseded (acknowledged
 /// only). The failure time is the server's, as the entry ids are.
-const BURY_LUA: &str = r"local latest = redis.call('GET', KEYS[5]) == ARGV[2] .. ARGV[9]
+const BURY_LUA: &str = r"local latest = redis.call('GET', KEYS[5]) == ARGV[2] .. ' ' .. KEYS[1]
 if latest then
   local t = redis.call('TIME')
   local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -94,16 +93,16 @@ if latest then return 1 end
 return 0";
 
 /// KEYS: dead, stream, value, lease, marker. ARGV: dead letter id, the
-/// entry's id, key, marker tag. Returns {0} missing, {1} superseded, {2, id} queued.
+/// entry's id, key. Returns {0} missing, {1} superseded, {2, id} queued.
 const REPLAY_LUA: &str = r"local d = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #d == 0 then return {0} end
-if redis.call('GET', KEYS[5]) ~= ARGV[2] .. ARGV[4] then return {1} end
+if redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. KEYS[2] then return {1} end
 local f = d[1][2]
 local fields = {}
 for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
 local id = redis.call('XADD', KEYS[2], '*', 'k', ARGV[3], 'a', fields['a'], 'v', fields['v'])
 redis.call('SET', KEYS[3], fields['v'])
-redis.call('SET', KEYS[5], id .. ARGV[4])
+redis.call('SET', KEYS[5], id .. ' ' .. KEYS[2])
 redis.call('DEL', KEYS[4])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return {2, id}";
@@ -121,9 +120,9 @@ if #first > 0 then oldest = first[1][1] end
 return {redis.call('XLEN', KEYS[1]), pending, oldest, redis.call('XLEN', KEYS[2]), now}";
 
 /// KEYS: dead, marker. ARGV: dead letter id, the entry's id, marker
-/// retention (ms), marker tag. Returns 1 when deleted.
+/// retention (ms), the queue's stream. Returns 1 when deleted.
 const DISCARD_LUA: &str = r"if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('GET', KEYS[2]) == ARGV[2] .. ARGV[4] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] .. ' ' .. ARGV[4] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return 1";
 
 /// KEYS: stream. ARGV: group, idle (ms). Removes the consumers that hold
@@ -164,13 +163,6 @@ static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(LEAVE_LUA));
 static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(DISCARD_LUA));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(REAP_LUA));
 static HOLD: LazyLock<Script> = LazyLock::new(|| Script::new(HOLD_LUA));
-
-/// What follows the entry id in a marker: the queue's stream, so that
-/// entries of two queues writing one key (whose ids may be equal) are
-/// told apart.
-fn marker_tag(q: &QueueKeys) -> String {
-    format!(" {}", q.stream)
-}
 
 fn marker_key(key: &str) -> String {
     beside(key, "wb")
@@ -313,7 +305,7 @@ impl RedisBackend {
 impl QueueBackend for RedisBackend {
     async fn enqueue(
         &self,
-        q: &QueueKeys,
+        stream: &str,
         key: &str,
         value: Bytes,
         args: Bytes,
@@ -323,11 +315,10 @@ impl QueueBackend for RedisBackend {
             .key(key)
             .key(lease_key(key))
             .key(marker_key(key))
-            .key(&q.stream)
+            .key(stream)
             .arg(value.as_ref())
             .arg(key)
-            .arg(args.as_ref())
-            .arg(marker_tag(q));
+            .arg(args.as_ref());
         let id: String = self.invoke(invocation).await?;
         id.parse()
             .map_err(|_| unexpected("enqueue", &Value::SimpleString(id)))
@@ -462,8 +453,7 @@ impl QueueBackend for RedisBackend {
             .arg(consumer)
             .arg(entry.id.to_string())
             .arg(token.0)
-            .arg(millis(lock_ttl))
-            .arg(marker_tag(q));
+            .arg(millis(lock_ttl));
         let reply: String = self.invoke(invocation).await?;
         match reply.as_str() {
             "go" => Ok(Begin::Go),
@@ -507,8 +497,7 @@ impl QueueBackend for RedisBackend {
             .arg(value.as_ref())
             .arg(millis(ttl))
             .arg(token.0)
-            .arg(millis(MARKER_RETENTION))
-            .arg(marker_tag(q));
+            .arg(millis(MARKER_RETENTION));
         self.invoke(invocation).await
     }
 
@@ -554,8 +543,7 @@ impl QueueBackend for RedisBackend {
             .arg(entry.value.as_ref())
             .arg(failure.error)
             .arg(failure.attempts)
-            .arg(release.map_or(String::new(), |t| t.0.to_string()))
-            .arg(marker_tag(q));
+            .arg(release.map_or(String::new(), |t| t.0.to_string()));
         let buried: u64 = self.invoke(invocation).await?;
         Ok(buried == 1)
     }
@@ -605,8 +593,7 @@ impl QueueBackend for RedisBackend {
             .key(marker_key(key))
             .arg(dead.id.to_string())
             .arg(dead.entry.id.to_string())
-            .arg(key)
-            .arg(marker_tag(q));
+            .arg(key);
         let reply: Value = self.invoke(invocation).await?;
         let described = format!("{reply:?}");
         let Value::Array(parts) = reply else {
@@ -631,7 +618,7 @@ impl QueueBackend for RedisBackend {
             .arg(dead.id.to_string())
             .arg(dead.entry.id.to_string())
             .arg(millis(MARKER_RETENTION))
-            .arg(marker_tag(q));
+            .arg(&q.stream);
         let deleted: u64 = self.invoke(invocation).await?;
         Ok(deleted == 1)
     }

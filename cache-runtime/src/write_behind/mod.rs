@@ -130,12 +130,12 @@ pub async fn write_behind(
 ) -> Result<(), Error> {
     let value = value?;
     let args = args.finish()?;
-    let keys = spec.keys(cache);
+    let stream = QueueKeys::stream(&cache.inner.config.namespace, spec.name);
     let queued = cache
         .guarded(
             cache
                 .backend()
-                .enqueue(&keys, &key, value.into(), args.into()),
+                .enqueue(&stream, &key, value.into(), args.into()),
         )
         .await;
     match queued {
